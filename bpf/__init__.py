@@ -1,0 +1,1 @@
+"""C sources of the XDP program, shipped inside the package as data."""

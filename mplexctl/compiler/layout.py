@@ -1,0 +1,63 @@
+"""Byte layouts of map keys and values, derived from the shared layouts in constants."""
+
+from __future__ import annotations
+
+import struct
+
+from mplexctl import constants as C
+
+_FMT = {"__u8": "B", "__u16": "H", "__be16": "H", "__u32": "I", "__u64": "Q"}
+
+
+def fmt(layout: C.Layout) -> str:
+    return "<" + "".join(
+        (f"{n}s" if t == "__u8" and n > 1 else _FMT[t] * n) for t, _f, n in layout
+    )
+
+
+SVC_HEAD = struct.Struct(fmt(C.LAYOUT_SVC_HEAD))
+WINDOW = struct.Struct(fmt(C.LAYOUT_WINDOW))
+ROUTE_KEY = struct.Struct(fmt(C.LAYOUT_ROUTE_KEY))
+ROUTE = struct.Struct(fmt(C.LAYOUT_ROUTE))
+COUNTER = struct.Struct(fmt(C.LAYOUT_COUNTER))
+META = struct.Struct(fmt(C.LAYOUT_META))
+U32 = struct.Struct("<I")
+
+
+def svc_value_size(max_windows: int) -> int:
+    return SVC_HEAD.size + WINDOW.size * max_windows
+
+
+def pack_svc(
+    tag_off: int, tag_len: int, flags: int, windows: list[tuple[int, int]], slot: int,
+    max_windows: int,
+) -> bytes:
+    head = SVC_HEAD.pack(tag_off, tag_len, flags, len(windows), slot, 0)
+    body = b"".join(WINDOW.pack(lo, hi) for lo, hi in windows)
+    return head + body + bytes(WINDOW.size * (max_windows - len(windows)))
+
+
+def unpack_svc(raw: bytes) -> dict[str, object]:
+    tag_off, tag_len, flags, nwin, slot, _ = SVC_HEAD.unpack_from(raw)
+    wins = [WINDOW.unpack_from(raw, SVC_HEAD.size + i * WINDOW.size) for i in range(nwin)]
+    return {"tag_off": tag_off, "tag_len": tag_len, "flags": flags, "slot": slot,
+            "windows": [(lo, hi) for lo, hi in wins]}
+
+
+def route_key(svc_index: int, slot: int, tag: bytes) -> bytes:
+    return ROUTE_KEY.pack((svc_index << 1) | slot, tag.ljust(C.TAG_MAX_LEN, b"\0"))
+
+
+def split_route_key(raw: bytes) -> tuple[int, int, bytes]:
+    svc_slot, tag = ROUTE_KEY.unpack(raw)
+    return svc_slot >> 1, svc_slot & 1, tag
+
+
+def route_value(port: int, packets: int = 0, nbytes: int = 0) -> bytes:
+    # port is stored in network byte order (__be16): pack big-endian into the u16 slot.
+    be_port = int.from_bytes(port.to_bytes(2, "big"), "little")
+    return ROUTE.pack(be_port, 0, 0, packets, nbytes)
+
+
+def route_port(raw: bytes) -> int:
+    return int.from_bytes(raw[:2], "big")

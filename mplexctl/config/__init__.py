@@ -1,0 +1,113 @@
+"""Stage 1 and 2 of the pipeline: load a YAML file safely and validate it into a Config."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mplexctl.config.model import Config, Interface, Limits, Route, Service, TagSpec, Window
+from mplexctl.config.schema import schema_problems
+from mplexctl.config.semantic import decode_tag, semantic_problems
+from mplexctl.config.yamlsrc import Located, Path, YamlSyntaxError, load_located
+from mplexctl.errors import ConfigError
+
+__all__ = ["Config", "format_path", "load_config", "parse_config"]
+
+_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def format_path(path: Path) -> str:
+    """services[0].routes."600" style; route keys are always quoted."""
+    out = ""
+    for i, part in enumerate(path):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        quoted = i > 0 and path[i - 1] == "routes"
+        text = f'"{part}"' if quoted or not _BARE.match(part) else part
+        out += ("." if out else "") + text
+    return out or "(top)"
+
+
+def load_config(filename: str) -> Config:
+    try:
+        with open(filename, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{filename}: cannot read: {reason}"]) from None
+    return parse_config(text, filename)
+
+
+def parse_config(text: str, filename: str = "<config>") -> Config:
+    """Validate YAML text; raise ConfigError listing every problem as FILE:LINE: PATH: msg."""
+    try:
+        located = load_located(text)
+    except YamlSyntaxError as exc:
+        raise ConfigError([f"{filename}:{exc.line}: {exc.message}"]) from None
+    problems = _problems(located)
+    if problems:
+        problems.sort(key=lambda p: (p[0], p[1]))
+        raise ConfigError([f"{filename}:{line}: {path}: {msg}" for line, path, msg in problems])
+    return _build(located.data, filename)
+
+
+def _problems(located: Located) -> list[tuple[int, str, str]]:
+    out: list[tuple[int, str, str]] = []
+
+    def add(path: Path, message: str, key: bool = False) -> None:
+        out.append((located.line_of(path, key=key), format_path(path), message))
+
+    if not isinstance(located.data, dict):
+        add((), "the file must hold a mapping with version, interfaces and services")
+        return out
+    for path in located.numeric_keys:
+        if len(path) >= 2 and path[-2] == "routes":
+            add(path, f"tag {path[-1]} must be quoted (\"{path[-1]}\"): YAML reads unquoted "
+                "numbers as integers (0600 would become 384)", key=True)
+        else:
+            add(path, f"key {path[-1]!r} must be a string", key=True)
+    for path in located.duplicate_keys:
+        add(path, f"key {path[-1]!r} appears twice in the same mapping", key=True)
+    for path, message, at_key in schema_problems(located.data):
+        add(path, message, at_key)
+    for path, message in semantic_problems(located.data, _limits(located.data)):
+        add(path, message)
+    return out
+
+
+def _limits(data: dict[str, Any]) -> Limits:
+    raw = data.get("limits")
+    if not isinstance(raw, dict):
+        return Limits()
+    ok = {k: v for k, v in raw.items() if k in ("routes", "services", "windows")
+          and isinstance(v, int) and not isinstance(v, bool) and v > 0}
+    return Limits(**ok)
+
+
+def _build(data: dict[str, Any], filename: str) -> Config:
+    interfaces = tuple(
+        Interface(name=i["name"], xdp_mode=i.get("xdp_mode", "auto")) for i in data["interfaces"]
+    )
+    services = []
+    for s in data["services"]:
+        tag = TagSpec(offset=s["tag"]["offset"], length=s["tag"]["length"])
+        routes = []
+        for key, port in s.get("routes", {}).items():
+            decoded = decode_tag(key, tag.length)
+            assert isinstance(decoded, bytes)  # validated above
+            routes.append(Route(tag=decoded, port=port))
+        services.append(
+            Service(
+                name=s["name"],
+                protocol=s["protocol"],
+                port=s["port"],
+                windows=tuple(sorted(Window(w["min"], w["max"]) for w in s["payload_length"])),
+                tag=tag,
+                routes=tuple(sorted(routes)),
+                unmatched=s.get("unmatched", "drop"),
+            )
+        )
+    return Config(
+        interfaces=interfaces, services=tuple(services), limits=_limits(data), source=filename
+    )

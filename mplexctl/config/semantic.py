@@ -1,0 +1,171 @@
+"""Checks the schema cannot express. Each yields (path, message); data may be partly invalid."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterator
+from typing import Any
+
+from mplexctl.config.model import Limits, Window, tag_text
+from mplexctl.config.yamlsrc import Path
+
+Problem = tuple[Path, str]
+_IFNAME_BAD = re.compile(r"[/:\s]")
+_HEX = set(string.hexdigits)
+
+
+def _dicts(items: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                yield i, item
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def decode_tag(key: str, length: int) -> bytes | str:
+    """Decoded tag bytes, or the reason the key is not a tag of `length` bytes."""
+    if key.startswith("hex:"):
+        digits = key[4:]
+        if len(digits) != 2 * length or not set(digits) <= _HEX:
+            return f"hex tag must be 'hex:' + {2 * length} hex digits (tag.length {length})"
+        return bytes.fromhex(digits)
+    if not all(0x20 <= ord(ch) < 0x7F for ch in key):
+        return "tag must be printable ASCII (write other bytes as hex:...)"
+    if len(key) != length:
+        return f"tag {key!r} has {len(key)} character(s), tag.length is {length}"
+    return key.encode("ascii")
+
+
+def check_interfaces(data: dict[str, Any]) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
+    for i, iface in _dicts(data.get("interfaces")):
+        name = iface.get("name")
+        if not isinstance(name, str):
+            continue
+        path = ("interfaces", i, "name")
+        if not 1 <= len(name) <= 15:
+            yield path, f"interface name {name!r} must be 1..15 characters (Linux IFNAMSIZ)"
+        elif _IFNAME_BAD.search(name) or name in (".", ".."):
+            yield path, f"interface name {name!r} must not contain '/', ':' or whitespace"
+        if name in seen:
+            yield path, f"interface {name!r} is listed twice (first as interfaces[{seen[name]}])"
+        seen.setdefault(name, i)
+
+
+def _windows(svc: dict[str, Any]) -> list[tuple[int, Window]]:
+    out = []
+    for j, w in _dicts(svc.get("payload_length")):
+        lo, hi = _int(w.get("min")), _int(w.get("max"))
+        if lo is not None and hi is not None:
+            out.append((j, Window(lo, hi)))
+    return out
+
+
+def check_service(i: int, svc: dict[str, Any], service_ports: set[int]) -> Iterator[Problem]:
+    base: Path = ("services", i)
+    name = svc.get("name", f"#{i}")
+    windows = _windows(svc)
+    for j, w in windows:
+        if w.min > w.max:
+            yield (*base, "payload_length", j), f"service {name}: window min {w.min} > max {w.max}"
+    ordered = sorted((w, j) for j, w in windows if w.min <= w.max)
+    for (a, _ja), (b, jb) in zip(ordered, ordered[1:], strict=False):
+        if b.min <= a.max:
+            yield (*base, "payload_length", jb), f"service {name}: window {b} overlaps {a}"
+    tag = svc.get("tag") if isinstance(svc.get("tag"), dict) else {}
+    off, length = _int(tag.get("offset")), _int(tag.get("length"))
+    if off is not None and length is not None:
+        for j, w in windows:
+            if off + length > w.min:
+                yield (*base, "tag"), (
+                    f"service {name}: tag bytes {off}..{off + length - 1} do not fit in the "
+                    f"shortest payload of window {w} (tag.offset + tag.length = {off + length} "
+                    f"> {w.min})"
+                )
+    yield from _check_routes(base, name, svc, length, service_ports)
+
+
+def _check_routes(
+    base: Path, name: str, svc: dict[str, Any], length: int | None, service_ports: set[int]
+) -> Iterator[Problem]:
+    routes = svc.get("routes", {})
+    if not isinstance(routes, dict):
+        return
+    if not routes and svc.get("unmatched", "drop") == "drop":
+        yield (*base, "routes"), (
+            f"service {name}: no routes and unmatched: drop would drop every packet "
+            "(add a route or set unmatched: pass)"
+        )
+    seen: dict[bytes, str] = {}
+    for key, port in routes.items():
+        path = (*base, "routes", key)
+        if _int(port) is not None and port in service_ports:
+            yield path, f"service {name}: route {key!r} -> {port} targets a service port"
+        if length is None or not 1 <= length <= 8:
+            continue
+        tag = decode_tag(key, length)
+        if isinstance(tag, str):
+            yield path, f"service {name}: {tag}"
+            continue
+        if tag in seen:
+            yield path, (
+                f"service {name}: tag {key!r} is the same tag as {seen[tag]!r} "
+                f"({tag_text(tag)})"
+            )
+        seen.setdefault(tag, key)
+
+
+def check_services(data: dict[str, Any]) -> Iterator[Problem]:
+    services = list(_dicts(data.get("services")))
+    names: dict[str, int] = {}
+    endpoints: dict[tuple[str, int], int] = {}
+    ports = {p for _, s in services if (p := _int(s.get("port"))) is not None}
+    for i, svc in services:
+        name = svc.get("name")
+        if isinstance(name, str):
+            if name in names:
+                yield ("services", i, "name"), (
+                    f"service name {name!r} is used twice (first by services[{names[name]}])"
+                )
+            names.setdefault(name, i)
+        proto, port = svc.get("protocol"), _int(svc.get("port"))
+        if isinstance(proto, str) and port is not None:
+            if (proto, port) in endpoints:
+                first = endpoints[(proto, port)]
+                yield ("services", i, "port"), (
+                    f"service {name}: {proto}/{port} is already served by services[{first}]"
+                )
+            endpoints.setdefault((proto, port), i)
+        yield from check_service(i, svc, ports)
+
+
+def check_limits(data: dict[str, Any], limits: Limits) -> Iterator[Problem]:
+    services = list(_dicts(data.get("services")))
+    if len(services) > limits.services:
+        yield ("services",), (
+            f"{len(services)} services exceed limits.services = {limits.services}"
+        )
+    total = 0
+    for i, svc in services:
+        windows = svc.get("payload_length")
+        if isinstance(windows, list) and len(windows) > limits.windows:
+            yield ("services", i, "payload_length"), (
+                f"service {svc.get('name')}: {len(windows)} windows exceed "
+                f"limits.windows = {limits.windows}"
+            )
+        routes = svc.get("routes")
+        total += len(routes) if isinstance(routes, dict) else 0
+    if total > limits.routes:
+        yield ("services",), (
+            f"route map full: {total} routes exceed limits.routes = {limits.routes} entries"
+        )
+
+
+def semantic_problems(data: Any, limits: Limits) -> list[Problem]:
+    if not isinstance(data, dict):
+        return []
+    return [*check_interfaces(data), *check_services(data), *check_limits(data, limits)]

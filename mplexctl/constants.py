@@ -1,0 +1,84 @@
+"""Names and numbers shared by the C program and Python: defined once, here.
+
+`bpf/mplex_common.h` is rendered from this module (`make header`); a unit test keeps the
+committed header identical to the rendering, as xdp-tools' common_kern_user.h is shared.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Identity of an mplex program and its maps (BPF object names are at most 15 chars).
+PROG_NAME: Final = "mplex_xdp"
+MAGIC: Final = 0x4D504C4558000001  # "MPLEX" + layout version 1
+MAP_META: Final = "mplex_meta"
+MAP_SERVICES: Final = "mplex_svcs"  # 2 rows per service: the one mplex_active selects is live
+MAP_ACTIVE: Final = "mplex_active"
+MAP_ROUTES: Final = "mplex_routes"
+MAP_SVC_STATS: Final = "mplex_svc_stats"
+
+# Tags: at most this many bytes; shorter tags are zero-padded in the route key.
+TAG_MAX_LEN: Final = 8
+
+# Service flags (struct mplex_svc.flags).
+SVC_F_VALID: Final = 1
+SVC_F_PASS_UNMATCHED: Final = 2
+
+# Verdicts counted per service (index into the service's row of mplex_svc_stats).
+VERDICTS: Final = (
+    "rewrite",  # routed: destination port rewritten, passed
+    "pass_unmatched",  # valid, tag has no route, unmatched: pass
+    "drop_length",  # payload length outside every window
+    "drop_unknown_tag",  # valid, tag has no route, unmatched: drop
+    "drop_malformed",  # inconsistent IP/L4 lengths or headers
+    "drop_fragment",  # a first fragment (IPv4 MF, any IPv6 fragment header)
+)
+VERDICT_INDEX: Final = {name: i for i, name in enumerate(VERDICTS)}
+DROP_REASONS: Final = ("length", "unknown_tag", "malformed", "fragment")
+
+# Protocol numbers, emitted as numbers (IPPROTO_* are enums in C, not macros).
+PROTO_NUMBERS: Final = {"tcp": 6, "udp": 17}
+
+# Limits: defaults a config may override under `limits:`, and the hard ceilings.
+DEFAULT_MAX_ROUTES: Final = 65536
+DEFAULT_MAX_SERVICES: Final = 64
+DEFAULT_MAX_WINDOWS: Final = 8
+CEIL_MAX_ROUTES: Final = 1 << 20
+CEIL_MAX_SERVICES: Final = 256
+CEIL_MAX_WINDOWS: Final = 32
+
+# Parsing bounds of the data plane (the packet contract).
+MAX_VLAN_TAGS: Final = 2
+MAX_IPV6_EXT_HEADERS: Final = 4
+
+# XDP return codes (uapi enum xdp_action) as the test harness sees them.
+XDP_DROP: Final = 1
+XDP_PASS: Final = 2
+
+# Struct layouts: (C type, field name, count). Little-endian host, explicit padding, no holes.
+Layout = tuple[tuple[str, str, int], ...]
+LAYOUT_WINDOW: Final[Layout] = (("__u16", "min", 1), ("__u16", "max", 1))
+LAYOUT_SVC_HEAD: Final[Layout] = (
+    ("__u16", "tag_off", 1),
+    ("__u8", "tag_len", 1),
+    ("__u8", "flags", 1),
+    ("__u8", "nwin", 1),
+    ("__u8", "slot", 1),
+    ("__u16", "pad", 1),
+)
+LAYOUT_ROUTE_KEY: Final[Layout] = (("__u32", "svc_slot", 1), ("__u8", "tag", TAG_MAX_LEN))
+LAYOUT_ROUTE: Final[Layout] = (
+    ("__be16", "port", 1),
+    ("__u16", "pad", 1),
+    ("__u32", "pad2", 1),
+    ("__u64", "packets", 1),
+    ("__u64", "bytes", 1),
+)
+LAYOUT_COUNTER: Final[Layout] = (("__u64", "packets", 1), ("__u64", "bytes", 1))
+LAYOUT_META: Final[Layout] = (
+    ("__u64", "magic", 1),
+    ("__u64", "seq", 1),
+    ("__u64", "applied_ns", 1),
+    ("__u8", "config_digest", 32),
+    ("__u8", "program_digest", 32),
+)
