@@ -1,0 +1,90 @@
+"""Compile and load the program with BCC (Debian's python3-bpfcc). The only bcc import."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from mplexctl import constants as C
+from mplexctl.backend import bpfsys
+from mplexctl.compiler.build import Build
+from mplexctl.errors import HostError, KernelError
+
+MAP_NAMES = (C.MAP_ACTIVE, C.MAP_SERVICES, C.MAP_ROUTES, C.MAP_SVC_STATS, C.MAP_META)
+COMPILE_CALLS = 0  # how many times this process invoked the BPF compiler (tests read it)
+
+
+@dataclass
+class Loaded:
+    """A freshly loaded, not yet attached program and its maps (fds owned by BCC)."""
+
+    bpf: Any
+    prog_fd: int
+    maps: dict[str, bpfsys.Map] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Drop user-space references; an attached program keeps itself and its maps."""
+        self.bpf.cleanup()
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """BCC and libbpf print diagnostics on fd 2; keep them for the error message instead."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def _headers_present() -> bool:
+    return os.path.isdir(f"/lib/modules/{os.uname().release}/build/include")
+
+
+def _summary(lines: list[str], limit: int = 12) -> str:
+    keep = [ln for ln in lines if "error" in ln.lower() or "invalid" in ln.lower()]
+    return "\n  ".join((keep or lines)[-limit:])
+
+
+def compile_and_load(build: Build) -> Loaded:
+    """Run the BPF compiler on build.source and load the program (verifier included)."""
+    global COMPILE_CALLS
+    if not _headers_present():
+        raise HostError(
+            f"kernel headers for BCC are missing (/lib/modules/{os.uname().release}/build): "
+            "run `make setup` (falls back to Debian's generic headers)"
+        )
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise HostError("python3-bpfcc is not installed (apt-get install python3-bpfcc)") from None
+    COMPILE_CALLS += 1
+    with _captured_stderr() as log:
+        try:
+            bpf = BPF(text=build.source, cflags=["-Wno-unused-function"])
+        except Exception:
+            bpf = None
+    if bpf is None:
+        raise KernelError(f"BPF compile failed:\n  {_summary(log)}")
+    with _captured_stderr() as log:
+        try:
+            fn = bpf.load_func(C.PROG_NAME, BPF.XDP)
+        except Exception as exc:
+            bpf.cleanup()
+            raise KernelError(f"the verifier rejected the program ({exc}):\n  {_summary(log)}")
+    loaded = Loaded(bpf=bpf, prog_fd=fn.fd)
+    for name in MAP_NAMES:
+        fd = bpf.get_table(name).get_fd()
+        loaded.maps[name] = bpfsys.Map(fd, owned=False)
+    bpfsys.prog_bind_map(loaded.prog_fd, loaded.maps[C.MAP_META].fd)
+    return loaded
