@@ -20,8 +20,10 @@ BPF_ARRAY(mplex_svcs, struct mplex_svc, 2 * MPLEX_NSERVICES);
 BPF_TABLE("percpu_hash", struct mplex_route_key, struct mplex_route, mplex_routes,
 	  MPLEX_ROUTES_MAP_SIZE);
 BPF_PERCPU_ARRAY(mplex_svc_stats, struct mplex_counter, MPLEX_NSERVICES *MPLEX_NVERDICTS);
-/* Metadata of the applied generation: bound to the program with BPF_PROG_BIND_MAP. */
+/* Metadata of the applied generation and the names of the compiled services: read by user
+ * space only, bound to the program with BPF_PROG_BIND_MAP so they live as long as it does. */
 BPF_ARRAY(mplex_meta, struct mplex_meta, 1);
+BPF_ARRAY(mplex_svc_info, struct mplex_svc_info, MPLEX_NSERVICES);
 
 #define MPLEX_NO_SERVICE (-1)
 /* Largest offset into a frame the verifier can bound (MAX_PACKET_OFF minus a tag). */

@@ -54,6 +54,14 @@ struct mplex_counter {
 	__u64 bytes;
 };
 
+struct mplex_svc_info {
+	__u8 name[32];
+	__u8 proto;
+	__u8 pad;
+	__u16 port;
+	__u32 pad2;
+};
+
 struct mplex_meta {
 	__u64 magic;
 	__u64 seq;

@@ -16,6 +16,8 @@ MAP_SERVICES: Final = "mplex_svcs"  # 2 rows per service: the one mplex_active s
 MAP_ACTIVE: Final = "mplex_active"
 MAP_ROUTES: Final = "mplex_routes"
 MAP_SVC_STATS: Final = "mplex_svc_stats"
+MAP_SVC_INFO: Final = "mplex_svc_info"  # names of the compiled services (user space only)
+SVC_NAME_LEN: Final = 32
 
 # Tags: at most this many bytes; shorter tags are zero-padded in the route key.
 TAG_MAX_LEN: Final = 8
@@ -75,6 +77,13 @@ LAYOUT_ROUTE: Final[Layout] = (
     ("__u64", "bytes", 1),
 )
 LAYOUT_COUNTER: Final[Layout] = (("__u64", "packets", 1), ("__u64", "bytes", 1))
+LAYOUT_SVC_INFO: Final[Layout] = (
+    ("__u8", "name", SVC_NAME_LEN),
+    ("__u8", "proto", 1),
+    ("__u8", "pad", 1),
+    ("__u16", "port", 1),
+    ("__u32", "pad2", 1),
+)
 LAYOUT_META: Final[Layout] = (
     ("__u64", "magic", 1),
     ("__u64", "seq", 1),

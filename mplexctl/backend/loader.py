@@ -14,7 +14,9 @@ from mplexctl.backend import bpfsys
 from mplexctl.compiler.build import Build
 from mplexctl.errors import HostError, KernelError
 
-MAP_NAMES = (C.MAP_ACTIVE, C.MAP_SERVICES, C.MAP_ROUTES, C.MAP_SVC_STATS, C.MAP_META)
+MAP_NAMES = (C.MAP_ACTIVE, C.MAP_SERVICES, C.MAP_ROUTES, C.MAP_SVC_STATS, C.MAP_META,
+             C.MAP_SVC_INFO)
+BOUND_MAPS = (C.MAP_META, C.MAP_SVC_INFO)  # not referenced by the code: bound explicitly
 COMPILE_CALLS = 0  # how many times this process invoked the BPF compiler (tests read it)
 
 
@@ -86,5 +88,6 @@ def compile_and_load(build: Build) -> Loaded:
     for name in MAP_NAMES:
         fd = bpf.get_table(name).get_fd()
         loaded.maps[name] = bpfsys.Map(fd, owned=False)
-    bpfsys.prog_bind_map(loaded.prog_fd, loaded.maps[C.MAP_META].fd)
+    for name in BOUND_MAPS:
+        bpfsys.prog_bind_map(loaded.prog_fd, loaded.maps[name].fd)
     return loaded

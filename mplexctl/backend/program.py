@@ -103,6 +103,12 @@ class ProgramMaps:
     def set_active(self, index: int, which: int) -> None:
         self.maps[C.MAP_ACTIVE].update(layout.U32.pack(index), layout.U32.pack(which))
 
+    def service_info(self) -> list[tuple[str, int, int]]:
+        """(name, protocol number, port) of each compiled service, by index."""
+        m = self.maps[C.MAP_SVC_INFO]
+        rows = [m.lookup(layout.U32.pack(i)) for i in range(m.info.max_entries)]
+        return [layout.unpack_svc_info(r) for r in rows if r is not None]
+
     # --- routes -----------------------------------------------------------------------------
     def route_entries(self) -> dict[bytes, list[bytes]]:
         """Every route entry: key -> per-CPU values."""
@@ -144,6 +150,8 @@ class ProgramMaps:
     def fill(self, build: Build, seq: int = 1, applied_ns: int = 0) -> None:
         """Fill the maps of a program that is not attached yet: row 0, route slot 0."""
         for svc in build.services:
+            info = layout.pack_svc_info(svc.name, C.PROTO_NUMBERS[svc.protocol], svc.port)
+            self.maps[C.MAP_SVC_INFO].update(layout.U32.pack(svc.index), info)
             self.write_service_row(svc.index, 0, svc.value(build.max_windows, slot=0))
             self.set_active(svc.index, 0)
         self.write_routes([(r.key(0), layout.route_value(r.port)) for r in build.routes])

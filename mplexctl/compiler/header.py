@@ -50,6 +50,8 @@ def render_common_header() -> str:
         "",
         _struct("mplex_counter", C.LAYOUT_COUNTER),
         "",
+        _struct("mplex_svc_info", C.LAYOUT_SVC_INFO),
+        "",
         _struct("mplex_meta", C.LAYOUT_META),
         "",
         f"#endif /* {COMMON_GUARD} */",

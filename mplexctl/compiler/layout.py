@@ -21,6 +21,7 @@ ROUTE_KEY = struct.Struct(fmt(C.LAYOUT_ROUTE_KEY))
 ROUTE = struct.Struct(fmt(C.LAYOUT_ROUTE))
 COUNTER = struct.Struct(fmt(C.LAYOUT_COUNTER))
 META = struct.Struct(fmt(C.LAYOUT_META))
+SVC_INFO = struct.Struct(fmt(C.LAYOUT_SVC_INFO))
 U32 = struct.Struct("<I")
 
 
@@ -61,3 +62,12 @@ def route_value(port: int, packets: int = 0, nbytes: int = 0) -> bytes:
 
 def route_port(raw: bytes) -> int:
     return int.from_bytes(raw[:2], "big")
+
+
+def pack_svc_info(name: str, proto: int, port: int) -> bytes:
+    return SVC_INFO.pack(name.encode().ljust(C.SVC_NAME_LEN, b"\0"), proto, 0, port, 0)
+
+
+def unpack_svc_info(raw: bytes) -> tuple[str, int, int]:
+    name, proto, _pad, port, _pad2 = SVC_INFO.unpack(raw)
+    return name.rstrip(b"\0").decode(errors="replace"), proto, port
