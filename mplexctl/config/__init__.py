@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from mplexctl.config.model import Config, Interface, Limits, Route, Service, TagSpec, Window
-from mplexctl.config.schema import schema_problems
+from mplexctl.config.schema import schema, schema_problems
 from mplexctl.config.semantic import decode_tag, semantic_problems
 from mplexctl.config.yamlsrc import Located, Path, YamlSyntaxError, load_located
 from mplexctl.errors import ConfigError
@@ -17,16 +18,23 @@ _BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def format_path(path: Path) -> str:
-    """services[0].routes."600" style; route keys are always quoted."""
+    """services[0].routes."600" style; route keys are always quoted (JSON string escapes)."""
     out = ""
     for i, part in enumerate(path):
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        quoted = i > 0 and path[i - 1] == "routes"
-        text = f'"{part}"' if quoted or not _BARE.match(part) else part
-        out += ("." if out else "") + text
+        quoted = _is_route(path[: i + 1]) or not _BARE.match(part)
+        out += ("." if out else "") + (json.dumps(part) if quoted else part)
     return out or "(top)"
+
+
+def _is_route(path: Path) -> bool:
+    return len(path) == 4 and path[0] == "services" and path[2] == "routes"
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def load_config(filename: str) -> Config:
@@ -44,11 +52,13 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
     try:
         located = load_located(text)
     except YamlSyntaxError as exc:
-        raise ConfigError([f"{filename}:{exc.line}: {exc.message}"]) from None
+        raise ConfigError([f"{filename}:{exc.line}: (top): {_one_line(exc.message)}"]) from None
     problems = _problems(located)
     if problems:
         problems.sort(key=lambda p: (p[0], p[1]))
-        raise ConfigError([f"{filename}:{line}: {path}: {msg}" for line, path, msg in problems])
+        raise ConfigError(
+            [f"{filename}:{line}: {path}: {_one_line(msg)}" for line, path, msg in problems]
+        )
     return _build(located.data, filename)
 
 
@@ -61,18 +71,24 @@ def _problems(located: Located) -> list[tuple[int, str, str]]:
     if not isinstance(located.data, dict):
         add((), "the file must hold a mapping with version, interfaces and services")
         return out
+    schema_found = schema_problems(located.data)
+    for path, message, at_key in schema_found:
+        add(path, message, at_key)
+    flagged = {path for path, _, at_key in schema_found if at_key}
     for path in located.numeric_keys:
-        if len(path) >= 2 and path[-2] == "routes":
-            add(path, f"tag {path[-1]} must be quoted (\"{path[-1]}\"): YAML reads unquoted "
-                "numbers as integers (0600 would become 384)", key=True)
-        else:
+        if _is_route(path):
+            add(
+                path,
+                f'tag {path[-1]} must be quoted ("{path[-1]}"): YAML reads unquoted '
+                "numbers as integers (0600 would become 384)",
+                key=True,
+            )
+        elif path not in flagged:  # an unknown key already says it all
             add(path, f"key {path[-1]!r} must be a string", key=True)
     for path in located.duplicate_keys:
         add(path, f"key {path[-1]!r} appears twice in the same mapping", key=True)
-    for path, message, at_key in schema_problems(located.data):
+    for path, message, at_key in semantic_problems(located.data, _limits(located.data)):
         add(path, message, at_key)
-    for path, message in semantic_problems(located.data, _limits(located.data)):
-        add(path, message)
     return out
 
 
@@ -80,8 +96,15 @@ def _limits(data: dict[str, Any]) -> Limits:
     raw = data.get("limits")
     if not isinstance(raw, dict):
         return Limits()
-    ok = {k: v for k, v in raw.items() if k in ("routes", "services", "windows")
-          and isinstance(v, int) and not isinstance(v, bool) and v > 0}
+    bounds = schema()["properties"]["limits"]["properties"]
+    ok = {
+        k: v
+        for k, v in raw.items()
+        if k in bounds
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+        and bounds[k]["minimum"] <= v <= bounds[k]["maximum"]
+    }
     return Limits(**ok)
 
 

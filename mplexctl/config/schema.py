@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import jsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 from mplexctl.config.yamlsrc import Path
 
@@ -30,10 +33,38 @@ def _strict_integer(_checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
+def _same(a: Any, b: Any) -> bool:
+    # JSON Schema's const/enum call 1.0 and true equal to 1; a config means what it writes.
+    return type(a) is type(b) and bool(a == b)
+
+
+def _strict_const(_v: Any, const: Any, instance: Any, _s: Any) -> Iterator[ValidationError]:
+    if not _same(instance, const):
+        yield ValidationError(f"{const!r} was expected")
+
+
+def _strict_enum(_v: Any, enums: Any, instance: Any, _s: Any) -> Iterator[ValidationError]:
+    if not any(_same(instance, e) for e in enums):
+        yield ValidationError(f"{instance!r} is not one of {enums!r}")
+
+
+def _whole_pattern(_v: Any, pattern: str, instance: Any, _s: Any) -> Iterator[ValidationError]:
+    # Python's re.search lets "$" match before a final newline ("telemetry\n" would pass).
+    if not isinstance(instance, str):
+        return
+    match = re.search(pattern, instance)
+    if match is None or (pattern.endswith("$") and match.end() != len(instance)):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @cache
 def _validator() -> Any:
     checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
-    cls = jsonschema.validators.extend(Draft202012Validator, type_checker=checker)
+    cls = jsonschema.validators.extend(
+        Draft202012Validator,
+        validators={"const": _strict_const, "enum": _strict_enum, "pattern": _whole_pattern},
+        type_checker=checker,
+    )
     return cls(schema())
 
 
@@ -48,18 +79,29 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, datetime.date):
+        return f"the date {value.isoformat()}"
+    if isinstance(value, bytes):
+        return "binary data"
     return repr(value)
 
 
-def _message(err: Any) -> tuple[Path, str, bool]:
+def _messages(err: Any) -> list[tuple[Path, str, bool]]:
     """(path, message, points-at-key) for one jsonschema error, in an operator's words."""
     path: Path = tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and err.schema.get("additionalProperties") is False:
+        known = err.schema.get("properties", {})
+        allowed = ", ".join(sorted(known))
+        return [
+            ((*path, key), f"unknown key {key!r} (allowed: {allowed})", True)
+            for key in err.instance
+            if key not in known
+        ]
+    return [_message(err, path)]
+
+
+def _message(err: Any, path: Path) -> tuple[Path, str, bool]:
     kind = err.validator
-    if kind == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        if "additionalProperties" in err.schema and err.schema["additionalProperties"] is False:
-            allowed = ", ".join(sorted(err.schema.get("properties", {})))
-            return (*path, extra[0]), f"unknown key {extra[0]!r} (allowed: {allowed})", True
     if kind == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return path, f"missing required key {missing!r}", False
@@ -84,11 +126,16 @@ def _message(err: Any) -> tuple[Path, str, bool]:
 
 
 def _article(kind: Any) -> str:
-    names = {"object": "a mapping", "array": "a list", "string": "a string",
-             "integer": "a whole number", "boolean": "true or false"}
+    names = {
+        "object": "a mapping",
+        "array": "a list",
+        "string": "a string",
+        "integer": "a whole number",
+        "boolean": "true or false",
+    }
     return names.get(str(kind), str(kind))
 
 
 def schema_problems(data: Any) -> list[tuple[Path, str, bool]]:
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    return [_message(e) for e in errors]
+    return [m for e in errors for m in _messages(e)]

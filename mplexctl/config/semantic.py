@@ -9,10 +9,13 @@ from typing import Any
 
 from mplexctl.config.model import Limits, Window, tag_text
 from mplexctl.config.yamlsrc import Path
+from mplexctl.constants import TAG_MAX_LEN
 
-Problem = tuple[Path, str]
-_IFNAME_BAD = re.compile(r"[/:\s]")
+Problem = tuple[Path, str, bool]  # (path, message, the line is that of the key at path)
+_IFNAME_BAD = re.compile(r"[/:\s\x00]")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _HEX = set(string.hexdigits)
+IFNAMSIZ = 16  # Linux: 15 bytes + NUL
 
 
 def _dicts(items: Any) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -26,15 +29,26 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _label(i: int, svc: dict[str, Any]) -> str:
+    """How messages name a service: its name if valid, else its position."""
+    name = svc.get("name")
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return name
+    return repr(name) if isinstance(name, str) else f"#{i}"
+
+
 def decode_tag(key: str, length: int) -> bytes | str:
     """Decoded tag bytes, or the reason the key is not a tag of `length` bytes."""
     if key.startswith("hex:"):
         digits = key[4:]
         if len(digits) != 2 * length or not set(digits) <= _HEX:
-            return f"hex tag must be 'hex:' + {2 * length} hex digits (tag.length {length})"
+            return (
+                f"hex tag {key!r} must be 'hex:' + {2 * length} hex digits "
+                f"(tag.length {length}), not {len(digits)} character(s)"
+            )
         return bytes.fromhex(digits)
     if not all(0x20 <= ord(ch) < 0x7F for ch in key):
-        return "tag must be printable ASCII (write other bytes as hex:...)"
+        return f"tag {key!r} must be printable ASCII (write other bytes as hex:...)"
     if len(key) != length:
         return f"tag {key!r} has {len(key)} character(s), tag.length is {length}"
     return key.encode("ascii")
@@ -47,12 +61,30 @@ def check_interfaces(data: dict[str, Any]) -> Iterator[Problem]:
         if not isinstance(name, str):
             continue
         path = ("interfaces", i, "name")
-        if not 1 <= len(name) <= 15:
-            yield path, f"interface name {name!r} must be 1..15 characters (Linux IFNAMSIZ)"
-        elif _IFNAME_BAD.search(name) or name in (".", ".."):
-            yield path, f"interface name {name!r} must not contain '/', ':' or whitespace"
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if not 1 <= size < IFNAMSIZ:
+            yield (
+                path,
+                (
+                    f"interface name {name!r} must be 1..{IFNAMSIZ - 1} bytes (Linux IFNAMSIZ), "
+                    f"not {size}"
+                ),
+                False,
+            )
+        elif _IFNAME_BAD.search(name):
+            yield (
+                path,
+                (f"interface name {name!r} must not contain '/', ':', whitespace or NUL"),
+                False,
+            )
+        elif name in (".", ".."):
+            yield path, f"interface name {name!r} is not allowed by Linux", False
         if name in seen:
-            yield path, f"interface {name!r} is listed twice (first as interfaces[{seen[name]}])"
+            yield (
+                path,
+                (f"interface {name!r} is listed twice (first as interfaces[{seen[name]}])"),
+                False,
+            )
         seen.setdefault(name, i)
 
 
@@ -65,56 +97,87 @@ def _windows(svc: dict[str, Any]) -> list[tuple[int, Window]]:
     return out
 
 
-def check_service(i: int, svc: dict[str, Any], service_ports: set[int]) -> Iterator[Problem]:
+def check_service(i: int, svc: dict[str, Any], service_ports: dict[int, str]) -> Iterator[Problem]:
     base: Path = ("services", i)
-    name = svc.get("name", f"#{i}")
+    name = _label(i, svc)
     windows = _windows(svc)
     for j, w in windows:
         if w.min > w.max:
-            yield (*base, "payload_length", j), f"service {name}: window min {w.min} > max {w.max}"
-    ordered = sorted((w, j) for j, w in windows if w.min <= w.max)
-    for (a, _ja), (b, jb) in zip(ordered, ordered[1:], strict=False):
-        if b.min <= a.max:
-            yield (*base, "payload_length", jb), f"service {name}: window {b} overlaps {a}"
+            yield (
+                (*base, "payload_length", j),
+                (f"service {name}: window min {w.min} > max {w.max}"),
+                False,
+            )
+    # Sorted by min: a window overlaps an earlier one iff it starts before the widest reach.
+    widest: Window | None = None
+    for w, j in sorted((w, j) for j, w in windows if w.min <= w.max):
+        if widest is not None and w.min <= widest.max:
+            yield (
+                (*base, "payload_length", j),
+                (f"service {name}: window {w} overlaps {widest}"),
+                False,
+            )
+        if widest is None or w.max > widest.max:
+            widest = w
     tag = svc.get("tag") if isinstance(svc.get("tag"), dict) else {}
     off, length = _int(tag.get("offset")), _int(tag.get("length"))
-    if off is not None and length is not None:
-        for j, w in windows:
-            if off + length > w.min:
-                yield (*base, "tag"), (
+    if off is not None and length is not None and off >= 0 and 1 <= length <= TAG_MAX_LEN:
+        shortest = min((w for _, w in windows), key=lambda w: w.min, default=None)
+        if shortest is not None and off + length > shortest.min:
+            yield (
+                (*base, "tag"),
+                (
                     f"service {name}: tag bytes {off}..{off + length - 1} do not fit in the "
-                    f"shortest payload of window {w} (tag.offset + tag.length = {off + length} "
-                    f"> {w.min})"
-                )
+                    f"shortest payload of window {shortest} (tag.offset + tag.length = "
+                    f"{off + length} > {shortest.min})"
+                ),
+                False,
+            )
     yield from _check_routes(base, name, svc, length, service_ports)
 
 
 def _check_routes(
-    base: Path, name: str, svc: dict[str, Any], length: int | None, service_ports: set[int]
+    base: Path,
+    name: str,
+    svc: dict[str, Any],
+    length: int | None,
+    service_ports: dict[int, str],
 ) -> Iterator[Problem]:
     routes = svc.get("routes", {})
     if not isinstance(routes, dict):
         return
     if not routes and svc.get("unmatched", "drop") == "drop":
-        yield (*base, "routes"), (
-            f"service {name}: no routes and unmatched: drop would drop every packet "
-            "(add a route or set unmatched: pass)"
+        yield (
+            (*base, "routes"),
+            (
+                f"service {name}: no routes and unmatched: drop would drop every packet "
+                "(add a route or set unmatched: pass)"
+            ),
+            False,
         )
     seen: dict[bytes, str] = {}
     for key, port in routes.items():
         path = (*base, "routes", key)
         if _int(port) is not None and port in service_ports:
-            yield path, f"service {name}: route {key!r} -> {port} targets a service port"
-        if length is None or not 1 <= length <= 8:
+            yield (
+                path,
+                (
+                    f"service {name}: route {key!r} -> {port} targets the port of service "
+                    f"{service_ports[port]} (a route must lead away from every service port)"
+                ),
+                False,
+            )
+        if length is None or not 1 <= length <= TAG_MAX_LEN:
             continue
         tag = decode_tag(key, length)
         if isinstance(tag, str):
-            yield path, f"service {name}: {tag}"
+            yield path, f"service {name}: {tag}", True
             continue
         if tag in seen:
-            yield path, (
-                f"service {name}: tag {key!r} is the same tag as {seen[tag]!r} "
-                f"({tag_text(tag)})"
+            yield (
+                path,
+                (f"service {name}: tag {key!r} is the same tag as {seen[tag]!r} ({tag_text(tag)})"),
+                True,
             )
         seen.setdefault(tag, key)
 
@@ -123,21 +186,31 @@ def check_services(data: dict[str, Any]) -> Iterator[Problem]:
     services = list(_dicts(data.get("services")))
     names: dict[str, int] = {}
     endpoints: dict[tuple[str, int], int] = {}
-    ports = {p for _, s in services if (p := _int(s.get("port"))) is not None}
+    ports: dict[int, str] = {}
+    for i, s in services:
+        if (p := _int(s.get("port"))) is not None:
+            ports.setdefault(p, _label(i, s))
     for i, svc in services:
         name = svc.get("name")
         if isinstance(name, str):
             if name in names:
-                yield ("services", i, "name"), (
-                    f"service name {name!r} is used twice (first by services[{names[name]}])"
+                yield (
+                    ("services", i, "name"),
+                    (f"service name {name!r} is used twice (first by services[{names[name]}])"),
+                    False,
                 )
             names.setdefault(name, i)
         proto, port = svc.get("protocol"), _int(svc.get("port"))
         if isinstance(proto, str) and port is not None:
             if (proto, port) in endpoints:
                 first = endpoints[(proto, port)]
-                yield ("services", i, "port"), (
-                    f"service {name}: {proto}/{port} is already served by services[{first}]"
+                yield (
+                    ("services", i, "port"),
+                    (
+                        f"service {_label(i, svc)}: {proto}/{port} is already served by "
+                        f"services[{first}] ({_label(first, dict(services)[first])})"
+                    ),
+                    False,
                 )
             endpoints.setdefault((proto, port), i)
         yield from check_service(i, svc, ports)
@@ -146,22 +219,30 @@ def check_services(data: dict[str, Any]) -> Iterator[Problem]:
 def check_limits(data: dict[str, Any], limits: Limits) -> Iterator[Problem]:
     services = list(_dicts(data.get("services")))
     if len(services) > limits.services:
-        yield ("services",), (
-            f"{len(services)} services exceed limits.services = {limits.services}"
+        yield (
+            ("services",),
+            (f"{len(services)} services exceed limits.services = {limits.services}"),
+            False,
         )
     total = 0
     for i, svc in services:
         windows = svc.get("payload_length")
         if isinstance(windows, list) and len(windows) > limits.windows:
-            yield ("services", i, "payload_length"), (
-                f"service {svc.get('name')}: {len(windows)} windows exceed "
-                f"limits.windows = {limits.windows}"
+            yield (
+                ("services", i, "payload_length"),
+                (
+                    f"service {_label(i, svc)}: {len(windows)} windows exceed "
+                    f"limits.windows = {limits.windows}"
+                ),
+                False,
             )
         routes = svc.get("routes")
         total += len(routes) if isinstance(routes, dict) else 0
     if total > limits.routes:
-        yield ("services",), (
-            f"route map full: {total} routes exceed limits.routes = {limits.routes} entries"
+        yield (
+            ("services",),
+            (f"route map full: {total} routes exceed limits.routes = {limits.routes} entries"),
+            False,
         )
 
 

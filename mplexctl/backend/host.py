@@ -1,0 +1,83 @@
+"""Process-level host plumbing: network namespaces, the apply lock, bpffs, fault points."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mplexctl.errors import HostError, LockError
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"
+LOCK_DIR = "/run/mplexctl"
+BPFFS = "/sys/fs/bpf"
+FAULT_ENV = "MPLEXCTL_FAULT_KILL_AT"  # test hook: SIGKILL ourselves at a named point
+
+
+def enter_netns(name: str) -> None:
+    """Move this process into the named network namespace (as `ip -n NAME`)."""
+    if "/" in name or name in ("", ".", ".."):
+        raise HostError(f"invalid network namespace name {name!r}")
+    path = os.path.join(NETNS_RUN_DIR, name)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise HostError(f"network namespace {name!r} does not exist ({path})") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise HostError(f"cannot enter network namespace {name!r}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def netns_id() -> int:
+    """Inode of this process's network namespace: names locks and pins per namespace."""
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+@contextmanager
+def host_lock(timeout: float = 120.0) -> Iterator[None]:
+    """Serialize applies per network namespace (flock; released by the kernel on a crash)."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    path = os.path.join(LOCK_DIR, f"netns-{netns_id()}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise LockError(f"another mplexctl holds {path} for more than "
+                                    f"{timeout:.0f} s") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
+def ensure_bpffs() -> None:
+    """Mount bpffs at /sys/fs/bpf when missing (pins are a convenience only)."""
+    if os.path.ismount(BPFFS):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"bpf", BPFFS.encode(), b"bpf", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise HostError(f"cannot mount bpffs at {BPFFS}: {os.strerror(err)}")
+
+
+def fault_point(name: str) -> None:
+    """Crash here (SIGKILL) when the test hook names this point; a no-op otherwise."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

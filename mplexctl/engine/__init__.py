@@ -1,0 +1,1 @@
+"""The pipeline after compile: probe live state -> plan -> apply -> verify."""

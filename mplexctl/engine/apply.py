@@ -1,0 +1,110 @@
+"""The main job, as a short script of stage calls:
+load -> validate -> compile -> probe -> plan -> apply -> verify (as nmstate's netapplier)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mplexctl.backend import host
+from mplexctl.compiler.build import Build, compile_config
+from mplexctl.config import load_config
+from mplexctl.engine.execute import execute
+from mplexctl.engine.plan import Plan, plan
+from mplexctl.engine.probe import probe
+from mplexctl.engine.state import LiveState, desired_services, readable_state
+from mplexctl.errors import HostError, KernelError, RefusedError
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changed: bool
+    generation: str
+    plan: Plan
+    before: dict[str, Any]
+    after: dict[str, Any]
+    verified: bool
+    check: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    compiles: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changed": self.changed, "generation": self.generation,
+                "plan": self.plan.as_list(), "before": self.before, "after": self.after,
+                "verified": self.verified, "check": self.check, "notes": list(self.notes)}
+
+
+def live_view(live: LiveState, names: set[str]) -> dict[str, Any]:
+    """Readable live state of the named interfaces and of every interface mplex runs on."""
+    out = {}
+    for state in live.interfaces.values():
+        if state.name in names or state.program is not None:
+            prog = state.program
+            out[state.name] = readable_state(prog.services if prog else None, state.mode,
+                                             prog.generation if prog else None)
+    return {"interfaces": out}
+
+
+def desired_view(build: Build) -> dict[str, Any]:
+    services = desired_services(build)
+    return {"interfaces": {i.name: readable_state(services, i.xdp_mode, build.generation)
+                           for i in build.config.interfaces}}
+
+
+def check_applicable(p: Plan) -> None:
+    if p.missing:
+        raise HostError("interface(s) in the file but not on this host: " + ", ".join(p.missing))
+    if p.refused:
+        who = "; ".join(f"{s.name} carries XDP program {s.prog_name!r} (id {s.prog_id})"
+                        for s in p.refused)
+        raise RefusedError(f"{who}: not attached by mplex, left alone (use --force to "
+                           "replace it)")
+
+
+def plan_file(path: str, *, force: bool = False) -> tuple[Build, LiveState, Plan]:
+    build = compile_config(load_config(path))
+    live = probe()
+    return build, live, plan(build, live, force=force)
+
+
+def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult:
+    build = compile_config(load_config(path))  # validate + compile: nothing touched on error
+    names = {i.name for i in build.config.interfaces}
+    with host.host_lock():
+        live = probe()
+        p = plan(build, live, force=force)
+        check_applicable(p)
+        before = live_view(live, names)
+        if check or p.empty:
+            return ApplyResult(not p.empty, build.generation, p, before, desired_view(build),
+                               p.empty, check)
+        host.ensure_bpffs()
+        outcome = execute(p, build, live)
+        after = probe()
+        leftover = plan(build, after, force=force)
+        if not leftover.empty:
+            lines = "; ".join(c.detail for c in leftover.changes) or "state still differs"
+            raise KernelError(f"verification failed after apply: {lines}")
+    return ApplyResult(True, build.generation, p, before, live_view(after, names), True, False,
+                       tuple(outcome.notes), outcome.compiles)
+
+
+def detach(names: list[str] | None) -> list[str]:
+    """Remove mplex programs (all, or from the named interfaces); never anyone else's."""
+    from mplexctl.engine.execute import detach_interface
+
+    with host.host_lock():
+        live = probe()
+        targets = names if names else [s.name for s in live.mplex_interfaces()]
+        done = []
+        for name in targets:
+            state = live.interfaces.get(name)
+            if state is None:
+                raise HostError(f"interface {name} does not exist")
+            if state.foreign:
+                raise RefusedError(f"{name} carries XDP program {state.prog_name!r} "
+                                   f"(id {state.prog_id}), not mplex's: left alone")
+            if state.program is not None:
+                detach_interface(state)
+                done.append(name)
+        return done
