@@ -109,7 +109,9 @@ def prog_info(fd: int, max_maps: int = 64) -> ProgInfo:
     nr_maps = struct.unpack_from("<I", raw, 52)[0]
     name = raw[64:80].split(b"\0", 1)[0].decode(errors="replace")
     map_ids = list(struct.unpack_from(f"<{min(nr_maps, max_maps)}I", ids.raw))
-    return ProgInfo(id_, type_, name, raw[8:16].hex(), map_ids, struct.unpack_from("<Q", raw, 40)[0])
+    return ProgInfo(
+        id_, type_, name, raw[8:16].hex(), map_ids, struct.unpack_from("<Q", raw, 40)[0]
+    )
 
 
 def prog_fd_by_id(prog_id: int) -> int:
@@ -147,11 +149,20 @@ def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRun:
     out_size = len(data) + 512
     data_out = ctypes.create_string_buffer(out_size)
     attr = struct.pack(
-        "<IIIIQQII", prog_fd, 0, len(data), out_size, ctypes.addressof(data_in),
-        ctypes.addressof(data_out), repeat, 0,
+        "<IIIIQQII",
+        prog_fd,
+        0,
+        len(data),
+        out_size,
+        ctypes.addressof(data_in),
+        ctypes.addressof(data_out),
+        repeat,
+        0,
     )
     _, buf = sys_bpf(PROG_TEST_RUN, attr, "test run")
-    _fd, retval, _size_in, size_out, _a, _b, _rep, duration = struct.unpack_from("<IIIIQQII", buf.raw)
+    _fd, retval, _size_in, size_out, _a, _b, _rep, duration = struct.unpack_from(
+        "<IIIIQQII", buf.raw
+    )
     return TestRun(retval, data_out.raw[:size_out], duration)
 
 
@@ -183,8 +194,9 @@ class Map:
     def _op(self, what: str) -> str:
         return f"{what} in map {self.name}"
 
-    def _elem(self, cmd: int, key: bytes, value: ctypes.Array[ctypes.c_char] | None,
-              flags: int, what: str) -> None:
+    def _elem(
+        self, cmd: int, key: bytes, value: ctypes.Array[ctypes.c_char] | None, flags: int, what: str
+    ) -> None:
         k = ctypes.create_string_buffer(key, len(key))
         attr = struct.pack("<IIQQQ", self.fd, 0, ctypes.addressof(k), _ptr(value), flags)
         sys_bpf(cmd, attr, self._op(what))
@@ -200,8 +212,9 @@ class Map:
         return v.raw
 
     def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
-        self._elem(MAP_UPDATE_ELEM, key, ctypes.create_string_buffer(value, len(value)), flags,
-                   "update")
+        self._elem(
+            MAP_UPDATE_ELEM, key, ctypes.create_string_buffer(value, len(value)), flags, "update"
+        )
 
     def delete(self, key: bytes) -> None:
         self._elem(MAP_DELETE_ELEM, key, None, 0, "delete")
@@ -226,9 +239,15 @@ class Map:
         first = True
         while True:
             attr = struct.pack(
-                "<QQQQIIQQ", 0 if first else ctypes.addressof(token_in),
-                ctypes.addressof(token_out), ctypes.addressof(keys), ctypes.addressof(vals),
-                n, self.fd, 0, 0,
+                "<QQQQIIQQ",
+                0 if first else ctypes.addressof(token_in),
+                ctypes.addressof(token_out),
+                ctypes.addressof(keys),
+                ctypes.addressof(vals),
+                n,
+                self.fd,
+                0,
+                0,
             )
             buf = ctypes.create_string_buffer(attr, 128)
             ret = _libc.syscall(_NR_BPF, MAP_LOOKUP_BATCH, buf, 128)
@@ -251,8 +270,9 @@ class Map:
         vals = b"".join(v for _, v in items)
         kb = ctypes.create_string_buffer(keys, len(keys))
         vb = ctypes.create_string_buffer(vals, len(vals))
-        attr = struct.pack("<QQQQIIQQ", 0, 0, ctypes.addressof(kb), ctypes.addressof(vb),
-                           len(items), self.fd, 0, 0)
+        attr = struct.pack(
+            "<QQQQIIQQ", 0, 0, ctypes.addressof(kb), ctypes.addressof(vb), len(items), self.fd, 0, 0
+        )
         sys_bpf(MAP_UPDATE_BATCH, attr, self._op(f"update of {len(items)} entries"))
 
     def delete_batch(self, keys: list[bytes]) -> None:

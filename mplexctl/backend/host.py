@@ -59,8 +59,9 @@ def host_lock(timeout: float = 120.0) -> Iterator[None]:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() > deadline:
-                    raise LockError(f"another mplexctl holds {path} for more than "
-                                    f"{timeout:.0f} s") from None
+                    raise LockError(
+                        f"another mplexctl holds {path} for more than {timeout:.0f} s"
+                    ) from None
                 time.sleep(0.02)
         yield
     finally:

@@ -14,8 +14,14 @@ from mplexctl.backend import bpfsys
 from mplexctl.compiler.build import Build
 from mplexctl.errors import HostError, KernelError
 
-MAP_NAMES = (C.MAP_ACTIVE, C.MAP_SERVICES, C.MAP_ROUTES, C.MAP_SVC_STATS, C.MAP_META,
-             C.MAP_SVC_INFO)
+MAP_NAMES = (
+    C.MAP_ACTIVE,
+    C.MAP_SERVICES,
+    C.MAP_ROUTES,
+    C.MAP_SVC_STATS,
+    C.MAP_META,
+    C.MAP_SVC_INFO,
+)
 BOUND_MAPS = (C.MAP_META, C.MAP_SVC_INFO)  # not referenced by the code: bound explicitly
 COMPILE_CALLS = 0  # how many times this process invoked the BPF compiler (tests read it)
 
@@ -83,7 +89,9 @@ def compile_and_load(build: Build) -> Loaded:
             fn = bpf.load_func(C.PROG_NAME, BPF.XDP)
         except Exception as exc:
             bpf.cleanup()
-            raise KernelError(f"the verifier rejected the program ({exc}):\n  {_summary(log)}")
+            raise KernelError(
+                f"the verifier rejected the program ({exc}):\n  {_summary(log)}"
+            ) from None
     loaded = Loaded(bpf=bpf, prog_fd=fn.fd)
     for name in MAP_NAMES:
         fd = bpf.get_table(name).get_fd()

@@ -83,15 +83,22 @@ class ProgramMaps:
         return Meta(magic, seq, applied, cdig.hex(), pdig.hex())
 
     def write_meta(self, build: Build, seq: int, applied_ns: int) -> None:
-        raw = layout.META.pack(C.MAGIC, seq, applied_ns, bytes.fromhex(build.digest),
-                               bytes.fromhex(build.program_digest))
+        raw = layout.META.pack(
+            C.MAGIC,
+            seq,
+            applied_ns,
+            bytes.fromhex(build.digest),
+            bytes.fromhex(build.program_digest),
+        )
         self.maps[C.MAP_META].update(ZERO, raw)
 
     # --- services ---------------------------------------------------------------------------
     def active(self) -> list[int]:
         m = self.maps[C.MAP_ACTIVE]
-        return [layout.U32.unpack(m.lookup(layout.U32.pack(i)) or ZERO)[0] & 1
-                for i in range(m.info.max_entries)]
+        return [
+            layout.U32.unpack(m.lookup(layout.U32.pack(i)) or ZERO)[0] & 1
+            for i in range(m.info.max_entries)
+        ]
 
     def service_row(self, index: int, which: int) -> bytes:
         raw = self.maps[C.MAP_SERVICES].lookup(layout.U32.pack(index * 2 + which))

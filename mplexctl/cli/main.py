@@ -57,13 +57,23 @@ def cmd_compile(args: argparse.Namespace) -> int:
         (out / "mplex.c").write_text(build.source)
         (out / "maps.json").write_text(render.to_json(build.maps_readable()) + "\n")
         if not args.json:
-            _out(f"wrote {out}/mplex_config.h, {out}/mplex.c, {out}/maps.json "
-                 f"(generation {build.generation})")
+            _out(
+                f"wrote {out}/mplex_config.h, {out}/mplex.c, {out}/maps.json "
+                f"(generation {build.generation})"
+            )
     if args.json:
-        _out(render.to_json({"generation": build.generation, "digest": build.digest,
-                             "program_digest": build.program_digest,
-                             "defines": dict(build.defines), "header": build.header,
-                             "maps": build.maps_readable()}))
+        _out(
+            render.to_json(
+                {
+                    "generation": build.generation,
+                    "digest": build.digest,
+                    "program_digest": build.program_digest,
+                    "defines": dict(build.defines),
+                    "header": build.header,
+                    "maps": build.maps_readable(),
+                }
+            )
+        )
     elif args.emit:
         sys.stdout.write(build.source)
     elif not args.out:
@@ -113,8 +123,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _report(exc, args.json)
         return 2  # as diff(1): trouble
     if args.json:
-        _out(render.to_json({"different": not p.empty, "generation": p.generation,
-                             "plan": p.as_list()}))
+        _out(
+            render.to_json(
+                {"different": not p.empty, "generation": p.generation, "plan": p.as_list()}
+            )
+        )
     else:
         _out(render.plan_text(p))
     return EXIT_DIFF if not p.empty else 0
@@ -150,8 +163,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="mplexctl",
         description="Validate and re-route packets at line rate with XDP, from one YAML file.",
         epilog="exit codes: 0 ok, 1 diff found a difference, 2 invalid config or usage, "
-               "3 host problem, 4 refused (foreign program), 5 kernel refused, 6 lock busy, "
-               "70 internal error",
+        "3 host problem, 4 refused (foreign program), 5 kernel refused, 6 lock busy, "
+        "70 internal error",
     )
     ap.add_argument("--version", action="version", version=f"mplexctl {__version__}")
     sub = ap.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -159,8 +172,9 @@ def _parser() -> argparse.ArgumentParser:
     def verb(name: str, fn: Handler, help_: str, *, json: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(fn=fn)
-        p.add_argument("--netns", metavar="NAME",
-                       help="operate inside this named network namespace (as ip -n)")
+        p.add_argument(
+            "--netns", metavar="NAME", help="operate inside this named network namespace (as ip -n)"
+        )
         if json:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
@@ -175,15 +189,19 @@ def _parser() -> argparse.ArgumentParser:
     p = verb("apply", cmd_apply, "make the host match FILE (idempotent, hitless)")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--check", action="store_true", help="print the plan, change nothing")
-    p.add_argument("--force", action="store_true",
-                   help="replace XDP programs that mplex did not attach")
+    p.add_argument(
+        "--force", action="store_true", help="replace XDP programs that mplex did not attach"
+    )
     p = verb("diff", cmd_diff, "FILE vs live state, or OLD vs NEW (exit 0 same, 1 differ)")
     p.add_argument("file", metavar="FILE|OLD")
     p.add_argument("new", nargs="?", metavar="NEW")
     p = verb("status", cmd_status, "programs, generations and counters per interface")
     p.add_argument("interfaces", nargs="*", metavar="IFACE")
-    p.add_argument("--prometheus", action="store_true",
-                   help="text exposition format (node_exporter textfile collector)")
+    p.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="text exposition format (node_exporter textfile collector)",
+    )
     p = verb("detach", cmd_detach, "remove mplex programs (all, or from IFACE...)")
     p.add_argument("interfaces", nargs="*", metavar="IFACE")
     return ap
@@ -220,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, no traceback (MPLEXCTL_DEBUG=1 shows it)
         if os.environ.get("MPLEXCTL_DEBUG"):
             raise
-        _err(f"mplexctl: internal error: {type(exc).__name__}: {exc} "
-             "(set MPLEXCTL_DEBUG=1 for details)")
+        _err(
+            f"mplexctl: internal error: {type(exc).__name__}: {exc} "
+            "(set MPLEXCTL_DEBUG=1 for details)"
+        )
         if as_json:
             _out(render.to_json({"failed": True, "msg": str(exc), "exit_code": EXIT_INTERNAL}))
         return EXIT_INTERNAL

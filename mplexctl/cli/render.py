@@ -26,16 +26,23 @@ def plan_text(p: Plan) -> str:
 
 def maps_text(build: Build) -> str:
     maps = build.maps_readable()
-    out = [f"/* generation {build.generation}  digest {build.digest} */", "", build.header,
-           f"/* map {C.MAP_SERVICES}: live row = index*2 + {C.MAP_ACTIVE}[index] */"]
+    out = [
+        f"/* generation {build.generation}  digest {build.digest} */",
+        "",
+        build.header,
+        f"/* map {C.MAP_SERVICES}: live row = index*2 + {C.MAP_ACTIVE}[index] */",
+    ]
     for s in maps[C.MAP_SERVICES]:
-        out.append(f"/*   [{s['index']}] {s['name']} {s['protocol']}/{s['port']} windows "
-                   f"{s['windows']} tag {s['tag_offset']}+{s['tag_length']} "
-                   f"unmatched {s['unmatched']}: {s['value']} */")
+        out.append(
+            f"/*   [{s['index']}] {s['name']} {s['protocol']}/{s['port']} windows "
+            f"{s['windows']} tag {s['tag_offset']}+{s['tag_length']} "
+            f"unmatched {s['unmatched']}: {s['value']} */"
+        )
     out.append(f"/* map {C.MAP_ROUTES} ({len(maps[C.MAP_ROUTES])} entries, key -> value) */")
     for r in maps[C.MAP_ROUTES]:
-        out.append(f"/*   {r['service']} \"{r['tag']}\" -> {r['port']}: "
-                   f"{r['key']} -> {r['value']} */")
+        out.append(
+            f'/*   {r["service"]} "{r["tag"]}" -> {r["port"]}: {r["key"]} -> {r["value"]} */'
+        )
     return "\n".join(out) + "\n"
 
 
@@ -49,22 +56,27 @@ def status_text(rows: list[InterfaceStatus]) -> str:
     out = []
     for r in rows:
         if r.owner != "mplex":
-            what = "no XDP program" if r.owner == "none" else (
-                f"foreign XDP program {r.prog_name!r} (id {r.prog_id}), not mplex's")
+            what = (
+                "no XDP program"
+                if r.owner == "none"
+                else (f"foreign XDP program {r.prog_name!r} (id {r.prog_id}), not mplex's")
+            )
             out.append(f"{r.name}: {what}")
             continue
-        out.append(f"{r.name}: mplex program id {r.prog_id}, {r.mode} mode, generation "
-                   f"{r.generation}, applied {_when(r.applied_ns)}")
+        out.append(
+            f"{r.name}: mplex program id {r.prog_id}, {r.mode} mode, generation "
+            f"{r.generation}, applied {_when(r.applied_ns)}"
+        )
         for s in r.services:
             t = s.total
-            out.append(f"  service {s.name} ({s.protocol}/{s.port}): {t.packets} packets, "
-                       f"{t.bytes} bytes")
+            out.append(
+                f"  service {s.name} ({s.protocol}/{s.port}): {t.packets} packets, {t.bytes} bytes"
+            )
             for v, c in s.verdicts.items():
                 if c.packets:
                     out.append(f"    {v:<17} {c.packets:>12} packets {c.bytes:>14} bytes")
             for tag, (port, c) in s.routes.items():
-                out.append(f"    route \"{tag}\" -> {port}: {c.packets} packets, "
-                           f"{c.bytes} bytes")
+                out.append(f'    route "{tag}" -> {port}: {c.packets} packets, {c.bytes} bytes')
     return "\n".join(out)
 
 
@@ -80,27 +92,41 @@ def status_prometheus(rows: list[InterfaceStatus]) -> str:
     ]
     mplex = [r for r in rows if r.owner == "mplex"]
     for r in mplex:
-        out.append(f'mplex_info{{interface="{_label(r.name)}",prog_id="{r.prog_id}",'
-                   f'mode="{r.mode}",generation="{r.generation}"}} 1')
-    out += ["# HELP mplex_applied_timestamp_seconds When the running generation was applied.",
-            "# TYPE mplex_applied_timestamp_seconds gauge"]
+        out.append(
+            f'mplex_info{{interface="{_label(r.name)}",prog_id="{r.prog_id}",'
+            f'mode="{r.mode}",generation="{r.generation}"}} 1'
+        )
+    out += [
+        "# HELP mplex_applied_timestamp_seconds When the running generation was applied.",
+        "# TYPE mplex_applied_timestamp_seconds gauge",
+    ]
     for r in mplex:
-        out.append(f'mplex_applied_timestamp_seconds{{interface="{_label(r.name)}"}} '
-                   f"{r.applied_ns / 1e9:.3f}")
+        out.append(
+            f'mplex_applied_timestamp_seconds{{interface="{_label(r.name)}"}} '
+            f"{r.applied_ns / 1e9:.3f}"
+        )
     for unit in ("packets", "bytes"):
-        out += [f"# HELP mplex_service_{unit}_total Service packets by verdict ({unit}).",
-                f"# TYPE mplex_service_{unit}_total counter"]
+        out += [
+            f"# HELP mplex_service_{unit}_total Service packets by verdict ({unit}).",
+            f"# TYPE mplex_service_{unit}_total counter",
+        ]
         for r in mplex:
             for s in r.services:
                 for v, c in s.verdicts.items():
-                    out.append(f'mplex_service_{unit}_total{{interface="{_label(r.name)}",'
-                               f'service="{s.name}",verdict="{v}"}} {getattr(c, unit)}')
-        out += [f"# HELP mplex_route_{unit}_total Rewritten packets per route ({unit}).",
-                f"# TYPE mplex_route_{unit}_total counter"]
+                    out.append(
+                        f'mplex_service_{unit}_total{{interface="{_label(r.name)}",'
+                        f'service="{s.name}",verdict="{v}"}} {getattr(c, unit)}'
+                    )
+        out += [
+            f"# HELP mplex_route_{unit}_total Rewritten packets per route ({unit}).",
+            f"# TYPE mplex_route_{unit}_total counter",
+        ]
         for r in mplex:
             for s in r.services:
                 for tag, (port, c) in s.routes.items():
-                    out.append(f'mplex_route_{unit}_total{{interface="{_label(r.name)}",'
-                               f'service="{s.name}",tag="{_label(tag)}",port="{port}"}} '
-                               f"{getattr(c, unit)}")
+                    out.append(
+                        f'mplex_route_{unit}_total{{interface="{_label(r.name)}",'
+                        f'service="{s.name}",tag="{_label(tag)}",port="{port}"}} '
+                        f"{getattr(c, unit)}"
+                    )
     return "\n".join(out) + "\n"

@@ -71,15 +71,27 @@ class Build:
         names = {s.index: s.name for s in self.services}
         return {
             C.MAP_SERVICES: [
-                {"index": s.index, "name": s.name, "protocol": s.protocol, "port": s.port,
-                 "windows": [list(w) for w in s.windows], "tag_offset": s.tag_offset,
-                 "tag_length": s.tag_length, "unmatched": s.unmatched,
-                 "value": s.value(self.max_windows).hex()}
+                {
+                    "index": s.index,
+                    "name": s.name,
+                    "protocol": s.protocol,
+                    "port": s.port,
+                    "windows": [list(w) for w in s.windows],
+                    "tag_offset": s.tag_offset,
+                    "tag_length": s.tag_length,
+                    "unmatched": s.unmatched,
+                    "value": s.value(self.max_windows).hex(),
+                }
                 for s in self.services
             ],
             C.MAP_ROUTES: [
-                {"service": names[r.service], "tag": _tag_text(r.tag), "port": r.port,
-                 "key": r.key().hex(), "value": layout.route_value(r.port).hex()}
+                {
+                    "service": names[r.service],
+                    "tag": _tag_text(r.tag),
+                    "port": r.port,
+                    "key": r.key().hex(),
+                    "value": layout.route_value(r.port).hex(),
+                }
                 for r in self.routes
             ],
         }
@@ -118,25 +130,43 @@ def compute_defines(config: Config) -> tuple[tuple[str, str], ...]:
 def compile_config(config: Config) -> Build:
     services = _ordered(config)
     defines = compute_defines(config)
-    header = render_config_header(defines, [(i, s.name, s.protocol, s.port)
-                                            for i, s in enumerate(services)])
+    header = render_config_header(
+        defines, [(i, s.name, s.protocol, s.port) for i, s in enumerate(services)]
+    )
     source = render_source(header)
     entries = tuple(
-        ServiceEntry(i, s.name, s.protocol, s.port, tuple((w.min, w.max) for w in s.windows),
-                     s.tag.offset, s.tag.length, s.unmatched)
+        ServiceEntry(
+            i,
+            s.name,
+            s.protocol,
+            s.port,
+            tuple((w.min, w.max) for w in s.windows),
+            s.tag.offset,
+            s.tag.length,
+            s.unmatched,
+        )
         for i, s in enumerate(services)
     )
     routes = tuple(RouteEntry(i, r.tag, r.port) for i, s in enumerate(services) for r in s.routes)
     program_digest = hashlib.sha256(source.encode()).hexdigest()
     canon = json.dumps(
-        {"program": program_digest,
-         "services": [s.value(config.limits.windows).hex() for s in entries],
-         "routes": [[r.key().hex(), r.port] for r in routes],
-         "interfaces": [[i.name, i.xdp_mode] for i in config.interfaces]},
-        sort_keys=True, separators=(",", ":"),
+        {
+            "program": program_digest,
+            "services": [s.value(config.limits.windows).hex() for s in entries],
+            "routes": [[r.key().hex(), r.port] for r in routes],
+            "interfaces": [[i.name, i.xdp_mode] for i in config.interfaces],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return Build(
-        config=config, defines=defines, header=header, source=source, services=entries,
-        routes=routes, max_windows=config.limits.windows, program_digest=program_digest,
+        config=config,
+        defines=defines,
+        header=header,
+        source=source,
+        services=entries,
+        routes=routes,
+        max_windows=config.limits.windows,
+        program_digest=program_digest,
         digest=hashlib.sha256(canon.encode()).hexdigest(),
     )

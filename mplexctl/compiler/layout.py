@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 from mplexctl import constants as C
 
@@ -10,9 +11,7 @@ _FMT = {"__u8": "B", "__u16": "H", "__be16": "H", "__u32": "I", "__u64": "Q"}
 
 
 def fmt(layout: C.Layout) -> str:
-    return "<" + "".join(
-        (f"{n}s" if t == "__u8" and n > 1 else _FMT[t] * n) for t, _f, n in layout
-    )
+    return "<" + "".join((f"{n}s" if t == "__u8" and n > 1 else _FMT[t] * n) for t, _f, n in layout)
 
 
 SVC_HEAD = struct.Struct(fmt(C.LAYOUT_SVC_HEAD))
@@ -30,7 +29,11 @@ def svc_value_size(max_windows: int) -> int:
 
 
 def pack_svc(
-    tag_off: int, tag_len: int, flags: int, windows: list[tuple[int, int]], slot: int,
+    tag_off: int,
+    tag_len: int,
+    flags: int,
+    windows: list[tuple[int, int]],
+    slot: int,
     max_windows: int,
 ) -> bytes:
     head = SVC_HEAD.pack(tag_off, tag_len, flags, len(windows), slot, 0)
@@ -38,11 +41,21 @@ def pack_svc(
     return head + body + bytes(WINDOW.size * (max_windows - len(windows)))
 
 
-def unpack_svc(raw: bytes) -> dict[str, object]:
+class SvcRow(NamedTuple):
+    tag_off: int
+    tag_len: int
+    flags: int
+    slot: int
+    windows: tuple[tuple[int, int], ...]
+
+
+def unpack_svc(raw: bytes) -> SvcRow:
     tag_off, tag_len, flags, nwin, slot, _ = SVC_HEAD.unpack_from(raw)
-    wins = [WINDOW.unpack_from(raw, SVC_HEAD.size + i * WINDOW.size) for i in range(nwin)]
-    return {"tag_off": tag_off, "tag_len": tag_len, "flags": flags, "slot": slot,
-            "windows": [(lo, hi) for lo, hi in wins]}
+    wins: list[tuple[int, int]] = []
+    for i in range(nwin):
+        lo, hi = WINDOW.unpack_from(raw, SVC_HEAD.size + i * WINDOW.size)
+        wins.append((lo, hi))
+    return SvcRow(tag_off, tag_len, flags, slot, tuple(wins))
 
 
 def route_key(svc_index: int, slot: int, tag: bytes) -> bytes:

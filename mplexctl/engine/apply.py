@@ -29,9 +29,16 @@ class ApplyResult:
     compiles: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"changed": self.changed, "generation": self.generation,
-                "plan": self.plan.as_list(), "before": self.before, "after": self.after,
-                "verified": self.verified, "check": self.check, "notes": list(self.notes)}
+        return {
+            "changed": self.changed,
+            "generation": self.generation,
+            "plan": self.plan.as_list(),
+            "before": self.before,
+            "after": self.after,
+            "verified": self.verified,
+            "check": self.check,
+            "notes": list(self.notes),
+        }
 
 
 def live_view(live: LiveState, names: set[str]) -> dict[str, Any]:
@@ -40,25 +47,30 @@ def live_view(live: LiveState, names: set[str]) -> dict[str, Any]:
     for state in live.interfaces.values():
         if state.name in names or state.program is not None:
             prog = state.program
-            out[state.name] = readable_state(prog.services if prog else None, state.mode,
-                                             prog.generation if prog else None)
+            out[state.name] = readable_state(
+                prog.services if prog else None, state.mode, prog.generation if prog else None
+            )
     return {"interfaces": out}
 
 
 def desired_view(build: Build) -> dict[str, Any]:
     services = desired_services(build)
-    return {"interfaces": {i.name: readable_state(services, i.xdp_mode, build.generation)
-                           for i in build.config.interfaces}}
+    return {
+        "interfaces": {
+            i.name: readable_state(services, i.xdp_mode, build.generation)
+            for i in build.config.interfaces
+        }
+    }
 
 
 def check_applicable(p: Plan) -> None:
     if p.missing:
         raise HostError("interface(s) in the file but not on this host: " + ", ".join(p.missing))
     if p.refused:
-        who = "; ".join(f"{s.name} carries XDP program {s.prog_name!r} (id {s.prog_id})"
-                        for s in p.refused)
-        raise RefusedError(f"{who}: not attached by mplex, left alone (use --force to "
-                           "replace it)")
+        who = "; ".join(
+            f"{s.name} carries XDP program {s.prog_name!r} (id {s.prog_id})" for s in p.refused
+        )
+        raise RefusedError(f"{who}: not attached by mplex, left alone (use --force to replace it)")
 
 
 def plan_file(path: str, *, force: bool = False) -> tuple[Build, LiveState, Plan]:
@@ -76,8 +88,9 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
         check_applicable(p)
         before = live_view(live, names)
         if check or p.empty:
-            return ApplyResult(not p.empty, build.generation, p, before, desired_view(build),
-                               p.empty, check)
+            return ApplyResult(
+                not p.empty, build.generation, p, before, desired_view(build), p.empty, check
+            )
         host.ensure_bpffs()
         outcome = execute(p, build, live)
         after = probe()
@@ -85,8 +98,17 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
         if not leftover.empty:
             lines = "; ".join(c.detail for c in leftover.changes) or "state still differs"
             raise KernelError(f"verification failed after apply: {lines}")
-    return ApplyResult(True, build.generation, p, before, live_view(after, names), True, False,
-                       tuple(outcome.notes), outcome.compiles)
+    return ApplyResult(
+        True,
+        build.generation,
+        p,
+        before,
+        live_view(after, names),
+        True,
+        False,
+        tuple(outcome.notes),
+        outcome.compiles,
+    )
 
 
 def detach(names: list[str] | None) -> list[str]:
@@ -102,8 +124,10 @@ def detach(names: list[str] | None) -> list[str]:
             if state is None:
                 raise HostError(f"interface {name} does not exist")
             if state.foreign:
-                raise RefusedError(f"{name} carries XDP program {state.prog_name!r} "
-                                   f"(id {state.prog_id}), not mplex's: left alone")
+                raise RefusedError(
+                    f"{name} carries XDP program {state.prog_name!r} "
+                    f"(id {state.prog_id}), not mplex's: left alone"
+                )
             if state.program is not None:
                 detach_interface(state)
                 done.append(name)

@@ -85,8 +85,13 @@ def _attach_mode(link: netlink.LinkXdp, fd: int, mode: str, out: Outcome) -> Non
         out.notes.append(f"{link.name}: xdp_mode auto: native failed ({exc}); using generic")
 
 
-def _route_values(pm: ProgramMaps, svc: ServiceOp, slot: int,
-                  live_entries: dict[bytes, list[bytes]], live_slot: int) -> list[tuple[bytes, bytes]]:
+def _route_values(
+    pm: ProgramMaps,
+    svc: ServiceOp,
+    slot: int,
+    live_entries: dict[bytes, list[bytes]],
+    live_slot: int,
+) -> list[tuple[bytes, bytes]]:
     """Desired entries of one service under `slot`, keeping the counters of kept tags."""
     items = []
     for tag, port in svc.service.routes:
@@ -97,22 +102,26 @@ def _route_values(pm: ProgramMaps, svc: ServiceOp, slot: int,
                 _p, _a, _b, pk, by = layout.ROUTE.unpack(v)
                 packets, nbytes = packets + pk, nbytes + by
         # Counters of a kept route move to CPU 0's copy; the sum is what status reports.
-        items.append((layout.route_key(svc.index, slot, tag),
-                      layout.route_value(port, packets, nbytes)))
+        items.append(
+            (layout.route_key(svc.index, slot, tag), layout.route_value(port, packets, nbytes))
+        )
     return items
 
 
 def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     active = pm.active()[op.index]
     row = layout.unpack_svc(pm.service_row(op.index, active))
-    slot = int(row["slot"])  # type: ignore[call-overload]
+    slot = row.slot
     entries = pm.route_entries()
     prefix = layout.U32.pack((op.index << 1) | slot)
     live = {k[4 : 4 + op.service.tag_length]: v for k, v in entries.items() if k[:4] == prefix}
     want = dict(op.service.routes)
     if op.kind == "route":
-        (tag,) = [t for t in live.keys() | want.keys()
-                  if t not in want or t not in live or layout.route_port(live[t][0]) != want[t]]
+        (tag,) = [
+            t
+            for t in live.keys() | want.keys()
+            if t not in want or t not in live or layout.route_port(live[t][0]) != want[t]
+        ]
         key = layout.route_key(op.index, slot, tag)
         if tag in want:
             values = live.get(tag)
@@ -145,7 +154,7 @@ def _cleanup(pm: ProgramMaps) -> None:
     live_prefixes = set()
     for index in range(len(pm.service_info())):
         row = layout.unpack_svc(pm.service_row(index, active[index]))
-        live_prefixes.add(layout.U32.pack((index << 1) | int(row["slot"])))  # type: ignore[call-overload]
+        live_prefixes.add(layout.U32.pack((index << 1) | row.slot))
     stray = [k for k in pm.route_entries() if k[:4] not in live_prefixes]
     pm.delete_routes(stray)
 

@@ -45,8 +45,13 @@ class Change:
     service: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"interface": self.interface, "action": self.action, "impact": self.impact,
-                "detail": self.detail, "service": self.service}
+        return {
+            "interface": self.interface,
+            "action": self.action,
+            "impact": self.impact,
+            "detail": self.detail,
+            "service": self.service,
+        }
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,7 @@ def service_differences(old: ServiceState | None, new: ServiceState | None) -> l
         return []
     if old is None:
         assert new is not None
-        return [f"service {new.name}: added ({new.protocol}/{new.port}, "
-                f"{len(new.routes)} routes)"]
+        return [f"service {new.name}: added ({new.protocol}/{new.port}, {len(new.routes)} routes)"]
     if new is None:
         return [f"service {old.name}: removed ({old.protocol}/{old.port})"]
     name, out = new.name, []
@@ -112,8 +116,10 @@ def service_differences(old: ServiceState | None, new: ServiceState | None) -> l
     if old.windows != new.windows:
         out.append(f"service {name}: windows {_windows(old.windows)} -> {_windows(new.windows)}")
     if (old.tag_offset, old.tag_length) != (new.tag_offset, new.tag_length):
-        out.append(f"service {name}: tag offset {old.tag_offset} length {old.tag_length} -> "
-                   f"offset {new.tag_offset} length {new.tag_length}")
+        out.append(
+            f"service {name}: tag offset {old.tag_offset} length {old.tag_length} -> "
+            f"offset {new.tag_offset} length {new.tag_length}"
+        )
     if old.unmatched != new.unmatched:
         out.append(f"service {name}: unmatched {old.unmatched} -> {new.unmatched}")
     before, after = dict(old.routes), dict(new.routes)
@@ -148,8 +154,13 @@ def _mode_mismatch(desired: str, live: str | None) -> bool:
     return desired != "auto" and live != desired
 
 
-def _content_changes(b: _Builder, iface: str, action: str, old: tuple[ServiceState, ...],
-                     new: tuple[ServiceState, ...]) -> None:
+def _content_changes(
+    b: _Builder,
+    iface: str,
+    action: str,
+    old: tuple[ServiceState, ...],
+    new: tuple[ServiceState, ...],
+) -> None:
     by_old = {s.name: s for s in old}
     by_new = {s.name: s for s in new}
     for name in sorted(by_old.keys() | by_new.keys()):
@@ -157,8 +168,13 @@ def _content_changes(b: _Builder, iface: str, action: str, old: tuple[ServiceSta
             b.add(iface, action, line, name)
 
 
-def _same_program(b: _Builder, iface: Interface, prog: ProgramState,
-                  desired: tuple[ServiceState, ...], build: Build) -> InterfacePlan:
+def _same_program(
+    b: _Builder,
+    iface: Interface,
+    prog: ProgramState,
+    desired: tuple[ServiceState, ...],
+    build: Build,
+) -> InterfacePlan:
     ops = []
     for want in desired:
         have = prog.services[want.index]
@@ -173,35 +189,51 @@ def _same_program(b: _Builder, iface: Interface, prog: ProgramState,
             b.add(iface.name, kind, line, want.name)
     cleanup = prog.stray_routes > 0 or not prog.rows_in_sync
     if cleanup:
-        b.add(iface.name, "cleanup", f"{prog.stray_routes} stray route entries "
-              "(an interrupted apply)")
+        b.add(
+            iface.name, "cleanup", f"{prog.stray_routes} stray route entries (an interrupted apply)"
+        )
     metadata = prog.config_digest != build.digest
     if metadata and not ops and not cleanup:
         b.add(iface.name, "metadata", f"generation {prog.generation} -> {build.generation}")
     return InterfacePlan(iface.name, None, iface.xdp_mode, tuple(ops), cleanup, metadata)
 
 
-def _interface(b: _Builder, iface: Interface, live: InterfaceState, build: Build,
-               desired: tuple[ServiceState, ...], force: bool) -> InterfacePlan | InterfaceState:
+def _interface(
+    b: _Builder,
+    iface: Interface,
+    live: InterfaceState,
+    build: Build,
+    desired: tuple[ServiceState, ...],
+    force: bool,
+) -> InterfacePlan | InterfaceState:
     name, prog = iface.name, live.program
     if live.prog_id == 0:
-        b.add(name, "attach", f"attach mplex in {iface.xdp_mode} mode "
-              f"(generation {build.generation})")
+        b.add(
+            name, "attach", f"attach mplex in {iface.xdp_mode} mode (generation {build.generation})"
+        )
         _content_changes(b, name, "attach", (), desired)
         return InterfacePlan(name, "attach", iface.xdp_mode)
     if prog is None:
         if not force:
             return live
-        b.add(name, "replace-foreign", f"replace foreign XDP program {live.prog_name} "
-              f"(id {live.prog_id}) with mplex (--force)")
+        b.add(
+            name,
+            "replace-foreign",
+            f"replace foreign XDP program {live.prog_name} "
+            f"(id {live.prog_id}) with mplex (--force)",
+        )
         return InterfacePlan(name, "replace-foreign", iface.xdp_mode)
     if _mode_mismatch(iface.xdp_mode, live.mode):
         b.add(name, "mode-change", f"XDP mode {live.mode} -> {iface.xdp_mode}")
         _content_changes(b, name, "mode-change", prog.services, desired)
         return InterfacePlan(name, "mode-change", iface.xdp_mode)
     if prog.program_digest != build.program_digest:
-        b.add(name, "swap", f"program {prog.program_digest[:12]} -> "
-              f"{build.program_digest[:12]} (services or limits changed)")
+        b.add(
+            name,
+            "swap",
+            f"program {prog.program_digest[:12]} -> "
+            f"{build.program_digest[:12]} (services or limits changed)",
+        )
         _content_changes(b, name, "swap", prog.services, desired)
         return InterfacePlan(name, "swap", iface.xdp_mode)
     return _same_program(b, iface, prog, desired, build)
@@ -234,14 +266,22 @@ def virtual_live(build: Build) -> LiveState:
     """The live state a host would have after applying `build` (for `diff OLD NEW`)."""
     services = desired_services(build)
     prog = ProgramState(
-        prog_id=0, program_digest=build.program_digest, config_digest=build.digest, seq=0,
-        applied_ns=0, services=services, route_slot=tuple(0 for _ in services),
-        stray_routes=0, rows_in_sync=True,
+        prog_id=0,
+        program_digest=build.program_digest,
+        config_digest=build.digest,
+        seq=0,
+        applied_ns=0,
+        services=services,
+        route_slot=tuple(0 for _ in services),
+        stray_routes=0,
+        rows_in_sync=True,
     )
-    return LiveState({
-        i.name: InterfaceState(i.name, 0, i.xdp_mode, -1, "mplex_xdp", prog)
-        for i in build.config.interfaces
-    })
+    return LiveState(
+        {
+            i.name: InterfaceState(i.name, 0, i.xdp_mode, -1, "mplex_xdp", prog)
+            for i in build.config.interfaces
+        }
+    )
 
 
 def virtual_host(old: Build, new: Build) -> LiveState:

@@ -21,12 +21,12 @@ def read_program(pm: ProgramMaps) -> ProgramState:
     in_sync = True
     for index, (name, proto, port) in enumerate(info):
         row = layout.unpack_svc(pm.service_row(index, active[index]))
-        flags = int(row["flags"])  # type: ignore[call-overload]
+        flags = row.flags
         in_sync &= bool(flags & C.SVC_F_VALID)
-        slot = int(row["slot"])  # type: ignore[call-overload]
+        slot = row.slot
         slots.append(slot)
         prefix = layout.U32.pack((index << 1) | slot)
-        tag_len = int(row["tag_len"])  # type: ignore[call-overload]
+        tag_len = row.tag_len
         routes = []
         for key, values in entries.items():
             if key[:4] == prefix:
@@ -34,17 +34,27 @@ def read_program(pm: ProgramMaps) -> ProgramState:
                 routes.append((key[4 : 4 + tag_len], layout.route_port(values[0])))
         services.append(
             ServiceState(
-                index, name, _PROTO_NAMES.get(proto, str(proto)), port,
-                tuple(tuple(w) for w in row["windows"]),  # type: ignore[attr-defined]
-                int(row["tag_off"]), tag_len,  # type: ignore[call-overload]
-                "pass" if flags & C.SVC_F_PASS_UNMATCHED else "drop", tuple(sorted(routes)),
+                index,
+                name,
+                _PROTO_NAMES.get(proto, str(proto)),
+                port,
+                row.windows,
+                row.tag_off,
+                tag_len,
+                "pass" if flags & C.SVC_F_PASS_UNMATCHED else "drop",
+                tuple(sorted(routes)),
             )
         )
     return ProgramState(
-        prog_id=pm.prog_id, program_digest=meta.program_digest,
-        config_digest=meta.config_digest, seq=meta.seq, applied_ns=meta.applied_ns,
-        services=tuple(services), route_slot=tuple(slots),
-        stray_routes=len(entries) - len(live_keys), rows_in_sync=in_sync,
+        prog_id=pm.prog_id,
+        program_digest=meta.program_digest,
+        config_digest=meta.config_digest,
+        seq=meta.seq,
+        applied_ns=meta.applied_ns,
+        services=tuple(services),
+        route_slot=tuple(slots),
+        stray_routes=len(entries) - len(live_keys),
+        rows_in_sync=in_sync,
     )
 
 
@@ -53,8 +63,9 @@ def probe_interface(link: netlink.LinkXdp) -> InterfaceState:
         return InterfaceState(link.name, link.index, None, 0)
     pm = ProgramMaps.open(link.prog_id)
     if pm is None:
-        return InterfaceState(link.name, link.index, link.mode, link.prog_id,
-                              _prog_name(link.prog_id))
+        return InterfaceState(
+            link.name, link.index, link.mode, link.prog_id, _prog_name(link.prog_id)
+        )
     try:
         program = read_program(pm)
     finally:

@@ -84,14 +84,24 @@ def desired_services(build: Build) -> tuple[ServiceState, ...]:
     for r in build.routes:
         by_index[r.service].append((r.tag, r.port))
     return tuple(
-        ServiceState(s.index, s.name, s.protocol, s.port, s.windows, s.tag_offset,
-                     s.tag_length, s.unmatched, tuple(sorted(by_index[s.index])))
+        ServiceState(
+            s.index,
+            s.name,
+            s.protocol,
+            s.port,
+            s.windows,
+            s.tag_offset,
+            s.tag_length,
+            s.unmatched,
+            tuple(sorted(by_index[s.index])),
+        )
         for s in build.services
     )
 
 
-def readable_state(services: tuple[ServiceState, ...] | None, mode: str | None,
-                   generation: str | None) -> dict[str, Any]:
+def readable_state(
+    services: tuple[ServiceState, ...] | None, mode: str | None, generation: str | None
+) -> dict[str, Any]:
     return {
         "mode": mode,
         "generation": generation,

@@ -29,8 +29,10 @@ class ServiceStatus:
 
     @property
     def total(self) -> Counter:
-        return Counter(sum(c.packets for c in self.verdicts.values()),
-                       sum(c.bytes for c in self.verdicts.values()))
+        return Counter(
+            sum(c.packets for c in self.verdicts.values()),
+            sum(c.bytes for c in self.verdicts.values()),
+        )
 
 
 @dataclass(frozen=True)
@@ -46,17 +48,26 @@ class InterfaceStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "interface": self.name, "prog_id": self.prog_id, "mode": self.mode,
-            "owner": self.owner, "program": self.prog_name, "generation": self.generation,
+            "interface": self.name,
+            "prog_id": self.prog_id,
+            "mode": self.mode,
+            "owner": self.owner,
+            "program": self.prog_name,
+            "generation": self.generation,
             "applied_unix_ns": self.applied_ns,
             "services": {
                 s.name: {
-                    "protocol": s.protocol, "port": s.port,
-                    "packets": s.total.packets, "bytes": s.total.bytes,
-                    "verdicts": {v: {"packets": c.packets, "bytes": c.bytes}
-                                 for v, c in s.verdicts.items()},
-                    "routes": {t: {"port": p, "packets": c.packets, "bytes": c.bytes}
-                               for t, (p, c) in s.routes.items()},
+                    "protocol": s.protocol,
+                    "port": s.port,
+                    "packets": s.total.packets,
+                    "bytes": s.total.bytes,
+                    "verdicts": {
+                        v: {"packets": c.packets, "bytes": c.bytes} for v, c in s.verdicts.items()
+                    },
+                    "routes": {
+                        t: {"port": p, "packets": c.packets, "bytes": c.bytes}
+                        for t, (p, c) in s.routes.items()
+                    },
                 }
                 for s in self.services
             },
@@ -80,10 +91,13 @@ def _services(pm: ProgramMaps) -> tuple[ServiceStatus, ...]:
                 pk, by = pk + p, by + b
             tag = key[4 : 4 + svc.tag_length]
             routes[tag_text(tag)] = (layout.route_port(values[0]), Counter(pk, by))
-        verdicts = {name: Counter(*counters.get((svc.index, i), (0, 0)))
-                    for i, name in enumerate(C.VERDICTS)}
-        out.append(ServiceStatus(svc.name, svc.protocol, svc.port, verdicts,
-                                 dict(sorted(routes.items()))))
+        verdicts = {
+            name: Counter(*counters.get((svc.index, i), (0, 0)))
+            for i, name in enumerate(C.VERDICTS)
+        }
+        out.append(
+            ServiceStatus(svc.name, svc.protocol, svc.port, verdicts, dict(sorted(routes.items())))
+        )
     return tuple(out)
 
 
@@ -106,7 +120,16 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
                 finally:
                     pm.close()
         prog = state.program
-        out.append(InterfaceStatus(state.name, state.prog_id, state.mode, owner,
-                                   state.prog_name, prog.generation if prog else None,
-                                   prog.applied_ns if prog else 0, services))
+        out.append(
+            InterfaceStatus(
+                state.name,
+                state.prog_id,
+                state.mode,
+                owner,
+                state.prog_name,
+                prog.generation if prog else None,
+                prog.applied_ns if prog else 0,
+                services,
+            )
+        )
     return out
