@@ -1,0 +1,3 @@
+from mplexctl.cli.main import run
+
+run()
