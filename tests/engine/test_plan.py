@@ -103,7 +103,7 @@ def test_mode_change_and_auto() -> None:
     generic = LiveState({"eth0": dataclasses.replace(live.interfaces["eth0"], mode="generic")})
     assert plan(build(), generic).empty  # auto accepts whatever mode it got
     native = build(BASE.replace("name: eth0", "name: eth0, xdp_mode: native"))
-    assert [c.action for c in plan(native, generic).changes][0] == "mode-change"
+    assert plan(native, generic).changes[0].action == "mode-change"
 
 
 def test_stray_routes_from_an_interrupted_apply_are_cleaned() -> None:
