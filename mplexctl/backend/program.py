@@ -122,11 +122,17 @@ class ProgramMaps:
         m = self.maps[C.MAP_ROUTES]
         return {k: m.per_cpu(v) for k, v in m.dump().items()}
 
-    def write_routes(self, items: list[tuple[bytes, bytes]]) -> None:
-        """Write route values (one CPU's bytes; replicated to every CPU)."""
+    def write_routes(self, items: list[tuple[bytes, bytes | list[bytes]]]) -> None:
+        """Write route values: one value for every CPU, or a list with one value per CPU."""
         m = self.maps[C.MAP_ROUTES]
+
+        def raw(v: bytes | list[bytes]) -> bytes:
+            if isinstance(v, bytes):
+                return m.replicate(v)
+            return b"".join(x.ljust(m.stride, b"\0") for x in v)
+
         try:
-            m.update_batch([(k, m.replicate(v)) for k, v in items])
+            m.update_batch([(k, raw(v)) for k, v in items])
         except bpfsys.BpfError as exc:
             if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ENOMEM):
                 raise KernelError(

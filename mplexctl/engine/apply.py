@@ -38,6 +38,7 @@ class ApplyResult:
             "verified": self.verified,
             "check": self.check,
             "notes": list(self.notes),
+            "compiles": self.compiles,
         }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mplexctl.backend import bpfsys, netlink
 from mplexctl.backend.host import fault_point
-from mplexctl.backend.loader import compile_and_load
+from mplexctl.backend.loader import Loaded, compile_and_load
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
@@ -42,35 +43,51 @@ def _link(name: str) -> netlink.LinkXdp:
     return link
 
 
-def _install(ip: InterfacePlan, build: Build, live: InterfaceState, out: Outcome) -> None:
-    """attach / swap / replace-foreign / mode-change: a new program, filled, then attached."""
+@dataclass
+class _Prepared:
+    """A new program, loaded and filled but not attached; and the one it will replace."""
+
+    plan: InterfacePlan
+    live: InterfaceState
+    loaded: Loaded
+    old_fd: int | None  # held open so a rollback can put the old program back
+
+
+Undo = Callable[[], None]
+
+
+def _prepare(ip: InterfacePlan, build: Build, live: InterfaceState, out: Outcome) -> _Prepared:
+    """Compile, load and fill: everything that can fail before the host is touched."""
     loaded = compile_and_load(build)
     out.compiles += 1
-    try:
-        fault_point("after-load")
-        seq = live.program.seq + 1 if live.program else 1
-        ProgramMaps.from_fd(loaded.prog_fd, loaded.maps).fill(build, seq, _now_ns())
-        fault_point("after-fill")
-        link = _link(ip.name)
-        if ip.program_action == "attach":
-            _attach_mode(link, loaded.prog_fd, ip.mode, out)
-        elif ip.program_action == "mode-change":
-            old = _prog_fd(live.prog_id, ip.name)
-            try:
-                netlink.detach(link, expected_fd=old)
-            finally:
-                os.close(old)
-            _attach_mode(_link(ip.name), loaded.prog_fd, ip.mode, out)
-        else:  # swap, replace-foreign: atomic, the old program stays until the switch
-            old = _prog_fd(live.prog_id, ip.name)
-            try:
-                mode = link.mode if link.mode in ("native", "generic") else "native"
-                netlink.attach(link, loaded.prog_fd, mode, expected_fd=old)
-            finally:
-                os.close(old)
-        fault_point("after-attach")
-    finally:
-        loaded.close()
+    fault_point("after-load")
+    seq = live.program.seq + 1 if live.program else 1
+    ProgramMaps.from_fd(loaded.prog_fd, loaded.maps).fill(build, seq, _now_ns())
+    fault_point("after-fill")
+    old = _prog_fd(live.prog_id, ip.name) if live.prog_id else None
+    return _Prepared(ip, live, loaded, old)
+
+
+def _commit(p: _Prepared, out: Outcome, undo: list[Undo]) -> None:
+    """Attach a prepared program: plain attach, atomic replace, or detach + attach."""
+    ip, link, new_fd = p.plan, _link(p.plan.name), p.loaded.prog_fd
+    if ip.program_action == "attach":
+        _attach_mode(link, new_fd, ip.mode, out)
+        undo.append(lambda: netlink.detach(_link(ip.name), expected_fd=new_fd))
+    elif ip.program_action == "mode-change":
+        assert p.old_fd is not None
+        old_fd, old_mode = p.old_fd, link.mode or "native"
+        netlink.detach(link, expected_fd=old_fd)
+        undo.append(lambda: netlink.attach(_link(ip.name), old_fd, old_mode))
+        _attach_mode(_link(ip.name), new_fd, ip.mode, out)
+        undo.append(lambda: netlink.detach(_link(ip.name), expected_fd=new_fd))
+    else:  # swap, replace-foreign: atomic; the old program stays in force until the switch
+        assert p.old_fd is not None
+        old_fd = p.old_fd
+        mode = link.mode if link.mode in ("native", "generic") else "native"
+        netlink.attach(link, new_fd, mode, expected_fd=old_fd)
+        undo.append(lambda: netlink.attach(_link(ip.name), old_fd, mode, expected_fd=new_fd))
+    fault_point("after-attach")
 
 
 def _attach_mode(link: netlink.LinkXdp, fd: int, mode: str, out: Outcome) -> None:
@@ -86,25 +103,15 @@ def _attach_mode(link: netlink.LinkXdp, fd: int, mode: str, out: Outcome) -> Non
 
 
 def _route_values(
-    pm: ProgramMaps,
-    svc: ServiceOp,
-    slot: int,
-    live_entries: dict[bytes, list[bytes]],
-    live_slot: int,
-) -> list[tuple[bytes, bytes]]:
-    """Desired entries of one service under `slot`, keeping the counters of kept tags."""
-    items = []
+    svc: ServiceOp, slot: int, live_entries: dict[bytes, list[bytes]], live_slot: int
+) -> list[tuple[bytes, bytes | list[bytes]]]:
+    """Desired entries of one service under `slot`; kept tags keep their per-CPU counters."""
+    items: list[tuple[bytes, bytes | list[bytes]]] = []
     for tag, port in svc.service.routes:
         old = live_entries.get(layout.route_key(svc.index, live_slot, tag))
-        packets = nbytes = 0
-        if old is not None:
-            for v in old:
-                _p, _a, _b, pk, by = layout.ROUTE.unpack(v)
-                packets, nbytes = packets + pk, nbytes + by
-        # Counters of a kept route move to CPU 0's copy; the sum is what status reports.
-        items.append(
-            (layout.route_key(svc.index, slot, tag), layout.route_value(port, packets, nbytes))
-        )
+        new = layout.route_value(port)
+        value: bytes | list[bytes] = new if old is None else [new[:2] + v[2:] for v in old]
+        items.append((layout.route_key(svc.index, slot, tag), value))
     return items
 
 
@@ -125,13 +132,9 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
         key = layout.route_key(op.index, slot, tag)
         if tag in want:
             values = live.get(tag)
-            if values is None:
-                pm.write_routes([(key, layout.route_value(want[tag]))])
-            else:  # change the port on every CPU, keep each CPU's counters
-                port = layout.route_value(want[tag])[:2]
-                m = pm.maps["mplex_routes"]
-                raw = b"".join((port + v[2:]).ljust(m.stride, b"\0") for v in values)
-                m.update(key, raw)
+            new = layout.route_value(want[tag])
+            # A changed port keeps each CPU's counters.
+            pm.write_routes([(key, new if values is None else [new[:2] + v[2:] for v in values])])
         else:
             pm.delete_routes([key])
         return
@@ -139,7 +142,7 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     if op.kind == "table":
         stale = [k for k in entries if k[:4] == layout.U32.pack((op.index << 1) | target)]
         pm.delete_routes(stale)
-        pm.write_routes(_route_values(pm, op, target, entries, slot))
+        pm.write_routes(_route_values(op, target, entries, slot))
         fault_point("after-routes")
     svc = next(s for s in build.services if s.index == op.index)
     pm.write_service_row(op.index, 1 - active, svc.value(build.max_windows, slot=target))
@@ -185,15 +188,40 @@ def detach_interface(live: InterfaceState) -> None:
 
 
 def execute(p: Plan, build: Build, live: LiveState) -> Outcome:
+    """Prepare every new program first (compile, verifier, map fill: nothing touched yet),
+    then attach them, then update maps in place, then detach. If a step fails, the attach
+    steps already taken are undone, so the previous configuration stays in force."""
     out = Outcome()
-    for ip in p.interfaces:
-        if ip.empty:
-            continue
-        state = live.interfaces[ip.name]
-        if ip.program_action == "detach":
-            detach_interface(state)
-        elif ip.program_action:
-            _install(ip, build, state, out)
-        else:
-            _update_maps(ip, build, state)
+    todo = [ip for ip in p.interfaces if not ip.empty]
+    installs = [ip for ip in todo if ip.program_action not in (None, "detach")]
+    prepared: list[_Prepared] = []
+    undo: list[Undo] = []
+    try:
+        for ip in installs:
+            prepared.append(_prepare(ip, build, live.interfaces[ip.name], out))
+        try:
+            for prep in sorted(prepared, key=lambda x: x.plan.program_action != "attach"):
+                _commit(prep, out, undo)
+        except Exception:
+            _rollback(undo, out)
+            raise
+        for ip in todo:
+            if ip.program_action is None:
+                _update_maps(ip, build, live.interfaces[ip.name])
+        for ip in todo:
+            if ip.program_action == "detach":
+                detach_interface(live.interfaces[ip.name])
+    finally:
+        for prep in prepared:
+            prep.loaded.close()
+            if prep.old_fd is not None:
+                os.close(prep.old_fd)
     return out
+
+
+def _rollback(undo: list[Undo], out: Outcome) -> None:
+    for step in reversed(undo):
+        try:
+            step()
+        except Exception as exc:  # keep undoing the rest; the next apply converges
+            out.notes.append(f"rollback step failed: {exc}")

@@ -1,0 +1,91 @@
+"""Kernel fixtures of the apply-engine tests: a fresh netns with a veth pair per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+@dataclass
+class Host:
+    """A network namespace standing for one appliance, with veth `xdp` (+ its peer `peer`)."""
+
+    ns: str
+    xdp: str
+    peer: str
+    tmp: Path
+
+    def config(self, routes: dict[str, int] | None = None, **extra: Any) -> Path:
+        routes = routes if routes is not None else {"600": 5001, "601": 5002, "602": 5003}
+        window = extra.pop("window", (290, 294))
+        more = extra.pop("more_services", "")
+        head = extra.pop("head", "")
+        mode = extra.pop("mode", "auto")
+        route_text = ", ".join(f'"{k}": {v}' for k, v in routes.items())
+        text = (
+            f"version: 1\n{head}interfaces: [{{name: {self.xdp}, xdp_mode: {mode}}}]\n"
+            "services:\n"
+            "  - name: telemetry\n    protocol: udp\n    port: 5000\n"
+            f"    payload_length: [{{min: {window[0]}, max: {window[1]}}}]\n"
+            "    tag: {offset: 20, length: 3}\n"
+            f"    routes: {{{route_text}}}\n" + more
+        )
+        path = self.tmp / f"cfg-{secrets.token_hex(3)}.yaml"
+        path.write_text(text)
+        return path
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mplexctl", *args, "--netns", self.ns],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def apply(self, cfg: Path, *extra: str, ok: bool = True) -> dict[str, Any]:
+        r = self.cli("apply", str(cfg), "--json", *extra)
+        if ok:
+            assert r.returncode == 0, r.stderr + r.stdout
+        doc: dict[str, Any] = json.loads(r.stdout) if r.stdout.strip() else {}
+        doc["_rc"], doc["_stderr"] = r.returncode, r.stderr
+        return doc
+
+    def status(self) -> dict[str, Any]:
+        r = self.cli("status", "--json", self.xdp)
+        assert r.returncode == 0, r.stderr
+        rows: list[dict[str, Any]] = json.loads(r.stdout)
+        return rows[0]
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    if os.geteuid() != 0:
+        pytest.fail("kernel tests need root (BPF, XDP, network namespaces)")
+    tag = secrets.token_hex(4)
+    h = Host(f"mpxe-{tag}", f"mx{tag}", f"mp{tag}", tmp_path)
+    sh("ip", "netns", "add", h.ns)
+    try:
+        sh("ip", "-n", h.ns, "link", "add", h.xdp, "type", "veth", "peer", "name", h.peer)
+        sh("ip", "-n", h.ns, "link", "set", h.xdp, "up")
+        sh("ip", "-n", h.ns, "link", "set", h.peer, "up")
+        yield h
+    finally:
+        subprocess.run(["ip", "netns", "del", h.ns], capture_output=True)
