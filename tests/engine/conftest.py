@@ -89,3 +89,35 @@ def host(tmp_path: Path) -> Iterator[Host]:
         yield h
     finally:
         subprocess.run(["ip", "netns", "del", h.ns], capture_output=True)
+
+
+@dataclass
+class Wire:
+    """The peer end of `host.xdp` moved into a sender netns, with test addresses."""
+
+    host: Host
+    sender_ns: str
+    dst_ip: str = "192.0.2.2"
+    src_ip: str = "192.0.2.1"
+
+
+@pytest.fixture
+def wire(host: Host) -> Iterator[Wire]:
+    w = Wire(host, host.ns.replace("mpxe-", "mpxs-"))
+    sh("ip", "netns", "add", w.sender_ns)
+    try:
+        sh("ip", "-n", host.ns, "link", "set", host.peer, "netns", w.sender_ns)
+        sh("ip", "-n", host.ns, "addr", "add", f"{w.dst_ip}/24", "dev", host.xdp)
+        sh("ip", "-n", w.sender_ns, "addr", "add", f"{w.src_ip}/24", "dev", host.peer)
+        sh("ip", "-n", w.sender_ns, "link", "set", host.peer, "up")
+        sh("ip", "netns", "exec", w.sender_ns, "ethtool", "-K", host.peer, "tx", "off")
+        mac = subprocess.run(
+            ["ip", "-n", host.ns, "-br", "link", "show", host.xdp],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[2]
+        sh("ip", "-n", w.sender_ns, "neigh", "replace", w.dst_ip, "lladdr", mac, "dev", host.peer)
+        yield w
+    finally:
+        subprocess.run(["ip", "netns", "del", w.sender_ns], capture_output=True)

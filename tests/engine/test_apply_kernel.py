@@ -19,7 +19,7 @@ def test_apply_then_noop_apply_compiles_nothing(host: Host) -> None:
     cfg = host.config()
     first = host.apply(cfg)
     assert first["changed"] and first["verified"] and first["compiles"] == 1
-    assert [c["action"] for c in first["plan"]][0] == "attach"
+    assert next(c["action"] for c in first["plan"]) == "attach"
     second = host.apply(cfg)
     assert second["changed"] is False and second["plan"] == [] and second["compiles"] == 0
     text = host.cli("apply", str(cfg))

@@ -1,0 +1,44 @@
+"""Zero loss while apply switches configs: a route change and a program swap, under a stream."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.engine.conftest import Wire
+from tests.engine.stream import Stream
+
+pytestmark = pytest.mark.kernel
+
+COUNT, PPS = 6000, 3000  # two seconds of traffic, valid under the old and the new config
+MORE = (
+    "  - name: other\n    protocol: tcp\n    port: 6000\n"
+    "    payload_length: [{min: 10, max: 20}]\n    tag: {offset: 0, length: 1}\n"
+    '    routes: {"a": 6001}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "expect_action"),
+    [
+        ({"routes": {"600": 5001, "601": 5009, "602": 5003}}, "route"),
+        ({"routes": {"601": 5009, "603": 5004}, "window": (280, 300)}, "table"),
+        ({"more_services": MORE, "routes": {"600": 5001, "601": 5009}}, "swap"),
+    ],
+    ids=["route-in-place", "table-swap", "program-swap"],
+)
+def test_zero_loss_during_apply(wire: Wire, change: dict[str, object], expect_action: str) -> None:
+    host = wire.host
+    host.apply(host.config())
+    stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002, 5009])
+    stream.start("601", COUNT, PPS)
+    time.sleep(0.6)
+    res = host.apply(host.config(**change))  # type: ignore[arg-type]
+    assert res["plan"][0]["action"] == expect_action
+    doc = stream.finish()
+    counts = doc["counts"]
+    assert isinstance(counts, dict)
+    assert counts["5000"] == 0  # every packet was routed, none passed to the service port
+    assert counts["5002"] > 0 and counts["5009"] > 0  # the switch happened mid-stream
+    assert counts["5002"] + counts["5009"] == COUNT and doc["unique"] == COUNT
