@@ -1,0 +1,1 @@
+"""mplexctl benchmarks: `python -m benchmarks [--quick] [--only NAME]` (see BENCHMARKS.md)."""
