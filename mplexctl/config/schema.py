@@ -60,7 +60,8 @@ def _whole_pattern(_v: Any, pattern: str, instance: Any, _s: Any) -> Iterator[Va
 @cache
 def _validator() -> Any:
     checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
-    cls = jsonschema.validators.extend(
+    extend: Any = jsonschema.validators.extend  # untyped in the stubs
+    cls = extend(
         Draft202012Validator,
         validators={"const": _strict_const, "enum": _strict_enum, "pattern": _whole_pattern},
         type_checker=checker,

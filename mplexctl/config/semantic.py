@@ -1,4 +1,4 @@
-"""Checks the schema cannot express. Each yields (path, message); data may be partly invalid."""
+"""Checks the schema cannot express. Each yields a Problem; data may be partly invalid."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ _IFNAME_BAD = re.compile(r"[/:\s\x00]")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _HEX = set(string.hexdigits)
 IFNAMSIZ = 16  # Linux: 15 bytes + NUL
+MAX_LENGTH = 65535  # payload lengths (and window bounds) are 16-bit
+
+
+def _at(path: Path, message: str) -> Problem:
+    return path, message, False
+
+
+def _at_key(path: Path, message: str) -> Problem:
+    return path, message, True
 
 
 def _dicts(items: Any) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -44,7 +53,7 @@ def decode_tag(key: str, length: int) -> bytes | str:
         if len(digits) != 2 * length or not set(digits) <= _HEX:
             return (
                 f"hex tag {key!r} must be 'hex:' + {2 * length} hex digits "
-                f"(tag.length {length}), not {len(digits)} character(s)"
+                f"(tag.length {length}), not {digits!r}"
             )
         return bytes.fromhex(digits)
     if not all(0x20 <= ord(ch) < 0x7F for ch in key):
@@ -63,27 +72,14 @@ def check_interfaces(data: dict[str, Any]) -> Iterator[Problem]:
         path = ("interfaces", i, "name")
         size = len(name.encode("utf-8", "surrogatepass"))
         if not 1 <= size < IFNAMSIZ:
-            yield (
-                path,
-                (
-                    f"interface name {name!r} must be 1..{IFNAMSIZ - 1} bytes (Linux IFNAMSIZ), "
-                    f"not {size}"
-                ),
-                False,
-            )
+            yield _at(path, f"interface name {name!r} must be 1..{IFNAMSIZ - 1} bytes, not {size}")
         elif _IFNAME_BAD.search(name):
-            yield (
-                path,
-                (f"interface name {name!r} must not contain '/', ':', whitespace or NUL"),
-                False,
-            )
+            yield _at(path, f"interface name {name!r} must not contain '/', ':', whitespace or NUL")
         elif name in (".", ".."):
-            yield path, f"interface name {name!r} is not allowed by Linux", False
+            yield _at(path, f"interface name {name!r} is reserved by Linux")
         if name in seen:
-            yield (
-                path,
-                (f"interface {name!r} is listed twice (first as interfaces[{seen[name]}])"),
-                False,
+            yield _at(
+                path, f"interface {name!r} is listed twice (first as interfaces[{seen[name]}])"
             )
         seen.setdefault(name, i)
 
@@ -92,7 +88,8 @@ def _windows(svc: dict[str, Any]) -> list[tuple[int, Window]]:
     out = []
     for j, w in _dicts(svc.get("payload_length")):
         lo, hi = _int(w.get("min")), _int(w.get("max"))
-        if lo is not None and hi is not None:
+        # Out-of-range bounds are the schema's to report; checking them here would only echo.
+        if lo is not None and hi is not None and 0 <= lo <= MAX_LENGTH and 0 <= hi <= MAX_LENGTH:
             out.append((j, Window(lo, hi)))
     return out
 
@@ -103,114 +100,99 @@ def check_service(i: int, svc: dict[str, Any], service_ports: dict[int, str]) ->
     windows = _windows(svc)
     for j, w in windows:
         if w.min > w.max:
-            yield (
-                (*base, "payload_length", j),
-                (f"service {name}: window min {w.min} > max {w.max}"),
-                False,
+            yield _at(
+                (*base, "payload_length", j), f"service {name}: window min {w.min} > max {w.max}"
             )
-    # Sorted by min: a window overlaps an earlier one iff it starts before the widest reach.
-    widest: Window | None = None
+    # Sorted by min, a window overlaps an earlier one iff it starts before the farthest max.
+    farthest: Window | None = None
     for w, j in sorted((w, j) for j, w in windows if w.min <= w.max):
-        if widest is not None and w.min <= widest.max:
-            yield (
-                (*base, "payload_length", j),
-                (f"service {name}: window {w} overlaps {widest}"),
-                False,
+        if farthest is not None and w.min <= farthest.max:
+            yield _at(
+                (*base, "payload_length", j), f"service {name}: window {w} overlaps {farthest}"
             )
-        if widest is None or w.max > widest.max:
-            widest = w
-    tag = svc.get("tag") if isinstance(svc.get("tag"), dict) else {}
+        if farthest is None or w.max > farthest.max:
+            farthest = w
+    raw_tag = svc.get("tag")
+    tag: dict[str, Any] = raw_tag if isinstance(raw_tag, dict) else {}
     off, length = _int(tag.get("offset")), _int(tag.get("length"))
-    if off is not None and length is not None and off >= 0 and 1 <= length <= TAG_MAX_LEN:
-        shortest = min((w for _, w in windows), key=lambda w: w.min, default=None)
-        if shortest is not None and off + length > shortest.min:
-            yield (
-                (*base, "tag"),
-                (
-                    f"service {name}: tag bytes {off}..{off + length - 1} do not fit in the "
-                    f"shortest payload of window {shortest} (tag.offset + tag.length = "
-                    f"{off + length} > {shortest.min})"
-                ),
-                False,
-            )
+    shortest = min((w for _, w in windows), key=lambda w: w.min, default=None)
+    if (
+        off is not None
+        and length is not None
+        and off >= 0
+        and 1 <= length <= TAG_MAX_LEN
+        and shortest is not None
+        and off + length > shortest.min
+    ):
+        yield _at(
+            (*base, "tag"),
+            f"service {name}: tag bytes {off}..{off + length - 1} do not fit in the shortest "
+            f"payload of window {shortest} (tag.offset + tag.length = {off + length} "
+            f"> {shortest.min})",
+        )
     yield from _check_routes(base, name, svc, length, service_ports)
 
 
 def _check_routes(
-    base: Path,
-    name: str,
-    svc: dict[str, Any],
-    length: int | None,
-    service_ports: dict[int, str],
+    base: Path, name: str, svc: dict[str, Any], length: int | None, service_ports: dict[int, str]
 ) -> Iterator[Problem]:
     routes = svc.get("routes", {})
     if not isinstance(routes, dict):
         return
     if not routes and svc.get("unmatched", "drop") == "drop":
-        yield (
+        yield _at(
             (*base, "routes"),
-            (
-                f"service {name}: no routes and unmatched: drop would drop every packet "
-                "(add a route or set unmatched: pass)"
-            ),
-            False,
+            f"service {name}: no routes and unmatched: drop would drop every packet "
+            "(add a route or set unmatched: pass)",
         )
     seen: dict[bytes, str] = {}
     for key, port in routes.items():
         path = (*base, "routes", key)
         if _int(port) is not None and port in service_ports:
-            yield (
+            yield _at(
                 path,
-                (
-                    f"service {name}: route {key!r} -> {port} targets the port of service "
-                    f"{service_ports[port]} (a route must lead away from every service port)"
-                ),
-                False,
+                f"service {name}: route {key!r} -> {port} targets the port of service "
+                f"{service_ports[port]} (a route must lead away from every service port)",
             )
         if length is None or not 1 <= length <= TAG_MAX_LEN:
             continue
         tag = decode_tag(key, length)
         if isinstance(tag, str):
-            yield path, f"service {name}: {tag}", True
+            yield _at_key(path, f"service {name}: {tag}")
             continue
         if tag in seen:
-            yield (
+            yield _at_key(
                 path,
-                (f"service {name}: tag {key!r} is the same tag as {seen[tag]!r} ({tag_text(tag)})"),
-                True,
+                f"service {name}: tag {key!r} is the same tag as {seen[tag]!r} ({tag_text(tag)})",
             )
         seen.setdefault(tag, key)
 
 
 def check_services(data: dict[str, Any]) -> Iterator[Problem]:
-    services = list(_dicts(data.get("services")))
+    services = dict(_dicts(data.get("services")))
     names: dict[str, int] = {}
     endpoints: dict[tuple[str, int], int] = {}
     ports: dict[int, str] = {}
-    for i, s in services:
-        if (p := _int(s.get("port"))) is not None:
-            ports.setdefault(p, _label(i, s))
-    for i, svc in services:
+    for i, svc in services.items():
+        if (port := _int(svc.get("port"))) is not None:
+            ports.setdefault(port, _label(i, svc))
+    for i, svc in services.items():
         name = svc.get("name")
         if isinstance(name, str):
             if name in names:
-                yield (
+                yield _at(
                     ("services", i, "name"),
-                    (f"service name {name!r} is used twice (first by services[{names[name]}])"),
-                    False,
+                    f"service name {name!r} is used twice (first by services[{names[name]}])",
                 )
             names.setdefault(name, i)
         proto, port = svc.get("protocol"), _int(svc.get("port"))
         if isinstance(proto, str) and port is not None:
             if (proto, port) in endpoints:
                 first = endpoints[(proto, port)]
-                yield (
+                yield _at(
                     ("services", i, "port"),
-                    (
-                        f"service {_label(i, svc)}: {proto}/{port} is already served by "
-                        f"services[{first}] ({_label(first, dict(services)[first])})"
-                    ),
-                    False,
+                    f"service {_label(i, svc)}: {proto}/{port} is already served by "
+                    f"services[{first}] ({_label(first, services[first])})",
                 )
             endpoints.setdefault((proto, port), i)
         yield from check_service(i, svc, ports)
@@ -219,30 +201,25 @@ def check_services(data: dict[str, Any]) -> Iterator[Problem]:
 def check_limits(data: dict[str, Any], limits: Limits) -> Iterator[Problem]:
     services = list(_dicts(data.get("services")))
     if len(services) > limits.services:
-        yield (
-            ("services",),
-            (f"{len(services)} services exceed limits.services = {limits.services}"),
-            False,
+        yield _at(
+            ("services",), f"{len(services)} services exceed limits.services = {limits.services}"
         )
     total = 0
     for i, svc in services:
         windows = svc.get("payload_length")
         if isinstance(windows, list) and len(windows) > limits.windows:
-            yield (
+            yield _at(
                 ("services", i, "payload_length"),
-                (
-                    f"service {_label(i, svc)}: {len(windows)} windows exceed "
-                    f"limits.windows = {limits.windows}"
-                ),
-                False,
+                f"service {_label(i, svc)}: {len(windows)} windows exceed "
+                f"limits.windows = {limits.windows}",
             )
         routes = svc.get("routes")
         total += len(routes) if isinstance(routes, dict) else 0
     if total > limits.routes:
-        yield (
+        yield _at(
             ("services",),
-            (f"route map full: {total} routes exceed limits.routes = {limits.routes} entries"),
-            False,
+            f"route map full: {total} routes in all services exceed "
+            f"limits.routes = {limits.routes}",
         )
 
 
