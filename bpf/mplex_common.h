@@ -68,6 +68,10 @@ struct mplex_meta {
 	__u64 applied_ns;
 	__u8 config_digest[32];
 	__u8 program_digest[32];
+	__u8 source_digest[32];
+	__u8 content_digest[32];
+	__u32 n_interfaces;
+	__u32 pad;
 };
 
 #endif /* MPLEX_COMMON_H */

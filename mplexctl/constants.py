@@ -90,4 +90,8 @@ LAYOUT_META: Final[Layout] = (
     ("__u64", "applied_ns", 1),
     ("__u8", "config_digest", 32),
     ("__u8", "program_digest", 32),
+    ("__u8", "source_digest", 32),  # the config file (+ mplexctl) this generation came from
+    ("__u8", "content_digest", 32),  # the services and routes as this generation wrote them
+    ("__u32", "n_interfaces", 1),  # interfaces in that file
+    ("__u32", "pad", 1),
 )

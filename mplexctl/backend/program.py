@@ -21,6 +21,9 @@ class Meta:
     applied_ns: int
     config_digest: str
     program_digest: str
+    source_digest: str
+    content_digest: str
+    n_interfaces: int
 
 
 class ProgramMaps:
@@ -79,16 +82,22 @@ class ProgramMaps:
         raw = self.maps[C.MAP_META].lookup(ZERO)
         if raw is None:
             return None
-        magic, seq, applied, cdig, pdig = layout.META.unpack_from(raw)
-        return Meta(magic, seq, applied, cdig.hex(), pdig.hex())
+        magic, seq, applied, cdig, pdig, sdig, kdig, n_ifaces, _ = layout.META.unpack_from(raw)
+        return Meta(magic, seq, applied, cdig.hex(), pdig.hex(), sdig.hex(), kdig.hex(), n_ifaces)
 
-    def write_meta(self, build: Build, seq: int, applied_ns: int) -> None:
+    def write_meta(
+        self, build: Build, seq: int, applied_ns: int, source_digest: str = "", content: str = ""
+    ) -> None:
         raw = layout.META.pack(
             C.MAGIC,
             seq,
             applied_ns,
             bytes.fromhex(build.digest),
             bytes.fromhex(build.program_digest),
+            bytes.fromhex(source_digest or "00" * 32),
+            bytes.fromhex(content or "00" * 32),
+            len(build.config.interfaces),
+            0,
         )
         self.maps[C.MAP_META].update(ZERO, raw)
 
@@ -160,7 +169,9 @@ class ProgramMaps:
         return out
 
     # --- a fresh program --------------------------------------------------------------------
-    def fill(self, build: Build, seq: int = 1, applied_ns: int = 0) -> None:
+    def fill(
+        self, build: Build, seq: int = 1, applied_ns: int = 0, source: str = "", content: str = ""
+    ) -> None:
         """Fill the maps of a program that is not attached yet: row 0, route slot 0."""
         for svc in build.services:
             info = layout.pack_svc_info(svc.name, C.PROTO_NUMBERS[svc.protocol], svc.port)
@@ -168,4 +179,4 @@ class ProgramMaps:
             self.write_service_row(svc.index, 0, svc.value(build.max_windows, slot=0))
             self.set_active(svc.index, 0)
         self.write_routes([(r.key(0), layout.route_value(r.port)) for r in build.routes])
-        self.write_meta(build, seq, applied_ns)
+        self.write_meta(build, seq, applied_ns, source, content)

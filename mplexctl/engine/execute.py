@@ -25,6 +25,14 @@ class Outcome:
     compiles: int = 0
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """What the metadata of every program touched by this apply records."""
+
+    source: str  # digest of the config file (and mplexctl) this generation came from
+    content: str  # digest of the desired services and routes
+
+
 def _now_ns() -> int:
     return time.time_ns()
 
@@ -56,13 +64,16 @@ class _Prepared:
 Undo = Callable[[], None]
 
 
-def _prepare(ip: InterfacePlan, build: Build, live: InterfaceState, out: Outcome) -> _Prepared:
+def _prepare(
+    ip: InterfacePlan, build: Build, live: InterfaceState, out: Outcome, stamp: Stamp
+) -> _Prepared:
     """Compile, load and fill: everything that can fail before the host is touched."""
     loaded = compile_and_load(build)
     out.compiles += 1
     fault_point("after-load")
     seq = live.program.seq + 1 if live.program else 1
-    ProgramMaps.from_fd(loaded.prog_fd, loaded.maps).fill(build, seq, _now_ns())
+    pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
+    pm.fill(build, seq, _now_ns(), stamp.source, stamp.content)
     fault_point("after-fill")
     old = _prog_fd(live.prog_id, ip.name) if live.prog_id else None
     return _Prepared(ip, live, loaded, old)
@@ -162,7 +173,7 @@ def _cleanup(pm: ProgramMaps) -> None:
     pm.delete_routes(stray)
 
 
-def _update_maps(ip: InterfacePlan, build: Build, live: InterfaceState) -> None:
+def _update_maps(ip: InterfacePlan, build: Build, live: InterfaceState, stamp: Stamp) -> None:
     assert live.program is not None
     pm = ProgramMaps.open(live.prog_id)
     if pm is None:
@@ -173,7 +184,7 @@ def _update_maps(ip: InterfacePlan, build: Build, live: InterfaceState) -> None:
         for op in ip.service_ops:
             _service_op(pm, op, build)
         fault_point("before-meta")
-        pm.write_meta(build, live.program.seq + 1, _now_ns())
+        pm.write_meta(build, live.program.seq + 1, _now_ns(), stamp.source, stamp.content)
     finally:
         pm.close()
 
@@ -187,7 +198,7 @@ def detach_interface(live: InterfaceState) -> None:
         os.close(fd)
 
 
-def execute(p: Plan, build: Build, live: LiveState) -> Outcome:
+def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
     """Prepare every new program first (compile, verifier, map fill: nothing touched yet),
     then attach them, then update maps in place, then detach. If a step fails, the attach
     steps already taken are undone, so the previous configuration stays in force."""
@@ -198,7 +209,7 @@ def execute(p: Plan, build: Build, live: LiveState) -> Outcome:
     undo: list[Undo] = []
     try:
         for ip in installs:
-            prepared.append(_prepare(ip, build, live.interfaces[ip.name], out))
+            prepared.append(_prepare(ip, build, live.interfaces[ip.name], out, stamp))
         try:
             for prep in sorted(prepared, key=lambda x: x.plan.program_action != "attach"):
                 _commit(prep, out, undo)
@@ -207,7 +218,7 @@ def execute(p: Plan, build: Build, live: LiveState) -> Outcome:
             raise
         for ip in todo:
             if ip.program_action is None:
-                _update_maps(ip, build, live.interfaces[ip.name])
+                _update_maps(ip, build, live.interfaces[ip.name], stamp)
         for ip in todo:
             if ip.program_action == "detach":
                 detach_interface(live.interfaces[ip.name])

@@ -55,6 +55,9 @@ def read_program(pm: ProgramMaps) -> ProgramState:
         route_slot=tuple(slots),
         stray_routes=len(entries) - len(live_keys),
         rows_in_sync=in_sync,
+        source_digest=meta.source_digest,
+        content_digest=meta.content_digest,
+        n_interfaces=meta.n_interfaces,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ class ProgramState:
     route_slot: tuple[int, ...]  # per service: the route slot its live row uses
     stray_routes: int  # route entries outside any live slot (an interrupted apply)
     rows_in_sync: bool  # every live row decodes (no half-written service)
+    source_digest: str = ""  # config file this generation was applied from
+    content_digest: str = ""  # services + routes as that apply wrote them
+    n_interfaces: int = 0  # interfaces in that file
 
     @property
     def generation(self) -> str:
@@ -97,6 +101,16 @@ def desired_services(build: Build) -> tuple[ServiceState, ...]:
         )
         for s in build.services
     )
+
+
+def content_digest(services: tuple[ServiceState, ...]) -> str:
+    """Digest of what the data plane does (rows + routes), independent of slots and rows."""
+    h = hashlib.sha256()
+    for s in services:
+        h.update(repr((s.index, s.name, s.protocol, s.port, s.behaviour())).encode())
+        for tag, port in s.routes:
+            h.update(len(tag).to_bytes(1, "little") + tag + port.to_bytes(2, "big"))
+    return h.hexdigest()
 
 
 def readable_state(

@@ -11,7 +11,7 @@ from tests.engine.stream import Stream
 
 pytestmark = pytest.mark.kernel
 
-COUNT, PPS = 6000, 3000  # two seconds of traffic, valid under the old and the new config
+COUNT, PPS = 12000, 3000  # four seconds of traffic, valid under the old and the new config
 MORE = (
     "  - name: other\n    protocol: tcp\n    port: 6000\n"
     "    payload_length: [{min: 10, max: 20}]\n    tag: {offset: 0, length: 1}\n"
@@ -40,5 +40,5 @@ def test_zero_loss_during_apply(wire: Wire, change: dict[str, object], expect_ac
     counts = doc["counts"]
     assert isinstance(counts, dict)
     assert counts["5000"] == 0  # every packet was routed, none passed to the service port
-    assert counts["5002"] > 0 and counts["5009"] > 0  # the switch happened mid-stream
-    assert counts["5002"] + counts["5009"] == COUNT and doc["unique"] == COUNT
+    assert counts["5002"] > 0 and counts["5009"] > 0, doc  # the switch happened mid-stream
+    assert counts["5002"] + counts["5009"] == COUNT and doc["unique"] == COUNT, doc
