@@ -14,7 +14,7 @@ RECEIVER = textwrap.dedent(
     socks = {}
     for port in ports:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 64 << 20)  # > rmem_max
+        s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE: past rmem_max
         s.bind((ip, port))
         s.setblocking(False)
         socks[s] = port
