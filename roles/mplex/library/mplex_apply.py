@@ -99,6 +99,14 @@ notes:
 """
 
 ERROR_PREFIX = "mplexctl: error: "
+ARGUMENT_SPEC = {
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "path": {"type": "path"},
+    "content": {"type": "str"},
+    "bin": {"type": "path", "default": "mplexctl"},
+    "netns": {"type": "str", "default": ""},
+    "force": {"type": "bool", "default": False},
+}
 
 
 class Mplexctl:
@@ -246,14 +254,7 @@ def apply_absent(module, cli):
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "path": {"type": "path"},
-            "content": {"type": "str"},
-            "bin": {"type": "path", "default": "mplexctl"},
-            "netns": {"type": "str", "default": ""},
-            "force": {"type": "bool", "default": False},
-        },
+        argument_spec=ARGUMENT_SPEC,
         required_if=[("state", "present", ("path",))],
         supports_check_mode=True,
     )
