@@ -38,18 +38,21 @@ RECEIVER = textwrap.dedent(
 
 SENDER = textwrap.dedent(
     """
-    import socket, sys, time
-    ip, tag, count, pps = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
+    import select, socket, sys, time
+    ip, tag, limit, pps = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     base = bytearray(b"x" * 292)
     base[20:23] = tag
-    start = time.time()
-    for i in range(count):
+    start, i = time.time(), 0
+    while i < limit:  # until stdin closes (or the safety limit)
+        if i % 100 == 0 and select.select([sys.stdin], [], [], 0)[0]:
+            break
         base[:4] = i.to_bytes(4, "big")
         s.sendto(base, (ip, 5000))
+        i += 1
         while time.time() - start < i / pps:
             pass
-    print("sent", count, flush=True)
+    print("sent", i, flush=True)
     """
 )
 
@@ -79,6 +82,7 @@ class Stream:
         self.send: subprocess.Popen[str] | None = None
 
     def start(self, tag: str, count: int, pps: int) -> None:
+        """Send `tag` datagrams at `pps` until finish() (at most `count`)."""
         self.send = subprocess.Popen(
             [
                 "ip",
@@ -93,14 +97,17 @@ class Stream:
                 str(count),
                 str(pps),
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
 
     def finish(self) -> dict[str, object]:
+        """Stop the sender; the receivers' counts plus "sent"."""
         assert self.send is not None
-        out, _ = self.send.communicate(timeout=60)
+        out, _ = self.send.communicate("stop\n", timeout=120)
         assert out.startswith("sent"), out
         result, _ = self.recv.communicate(timeout=60)
         doc: dict[str, object] = json.loads(result)
+        doc["sent"] = int(out.split()[1])
         return doc
