@@ -12,9 +12,6 @@ from tests.engine.stream import Stream
 pytestmark = pytest.mark.kernel
 
 LIMIT, PPS = 100_000, 3000  # a stream valid under the old and the new config
-    100_000,
-    3000,
-)  # a stream valid under the old and the new config, valid under the old and the new config
 MORE = (
     "  - name: other\n    protocol: tcp\n    port: 6000\n"
     "    payload_length: [{min: 10, max: 20}]\n    tag: {offset: 0, length: 1}\n"
