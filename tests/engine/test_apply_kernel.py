@@ -27,6 +27,13 @@ def test_apply_then_noop_apply_compiles_nothing(host: Host) -> None:
     st = host.status()
     assert st["owner"] == "mplex" and st["generation"] == first["generation"]
     assert route_of(st["prog_id"], b"601") == 5002
+    prom = host.cli("status", "--prometheus").stdout
+    assert f'mplex_info{{interface="{host.xdp}",prog_id="{st["prog_id"]}"' in prom
+    assert (
+        f'mplex_route_packets_total{{interface="{host.xdp}",service="telemetry",'
+        'tag="601",port="5002"} 1'
+    ) in prom
+    assert "# TYPE mplex_service_bytes_total counter" in prom
 
 
 def test_route_change_is_in_place(host: Host) -> None:
@@ -156,6 +163,25 @@ def test_drift_is_detected_and_repaired(host: Host) -> None:
     assert diff.returncode == 1 and "attach" in diff.stdout
     host.apply(cfg)
     assert host.cli("diff", str(cfg)).returncode == 0
+
+
+def test_interface_dropped_from_the_file_is_detached(host: Host) -> None:
+    subprocess.run(["ip", "-n", host.ns, "link", "set", host.peer, "up"], check=True)
+    both = (
+        host.config(head="")
+        .read_text()
+        .replace(
+            f"{{name: {host.xdp}, xdp_mode: auto}}", f"{{name: {host.xdp}}}, {{name: {host.peer}}}"
+        )
+    )
+    path = host.tmp / "both.yaml"
+    path.write_text(both)
+    res = host.apply(path)
+    assert {c["interface"] for c in res["plan"] if c["action"] == "attach"} == {host.xdp, host.peer}
+    res = host.apply(host.config())
+    assert [(c["interface"], c["action"]) for c in res["plan"]] == [(host.peer, "detach")]
+    peer = json.loads(host.cli("status", "--json", host.peer).stdout)[0]
+    assert peer["owner"] == "none" and host.status()["owner"] == "mplex"
 
 
 def test_ip_netns_exec_works_without_pins(host: Host) -> None:
