@@ -126,8 +126,25 @@ def trafgen(lb: Lab, conf: str, num: int = 0, gap: str | None = None) -> subproc
     if gap:
         cmd += ["--gap", gap]
     return subprocess.Popen(
-        lb.nsexec(lb.ns_tx, *cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        lb.nsexec(lb.ns_tx, *cmd),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # trafgen forks workers: signal the whole group
     )
+
+
+def stop_trafgen(tg: subprocess.Popen[bytes]) -> None:
+    """SIGINT to trafgen's process group (its own session), SIGKILL if it lingers."""
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        try:
+            os.killpg(tg.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            tg.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def cpu_times() -> dict[str, int]:

@@ -1,0 +1,122 @@
+"""The receiving-side configurations compared end to end: none, XDP_PASS, mplex, nftables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import configs, frames, netlab
+from benchmarks.control import cli
+from benchmarks.stats import run
+
+NFT_TABLE = "mpxb"
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    kind: str  # none | pass | mplex | nft
+    mode: str = ""  # native | generic for XDP
+
+    @property
+    def direct(self) -> bool:
+        """Frames go straight to the backend ports (no router on the receiving side)."""
+        return self.kind in ("none", "pass")
+
+
+def nft_rules(dev: str) -> str:
+    lo, hi = 290 + 8, 294 + 8  # `udp length` includes the 8-byte header
+    vmap = ", ".join(f"0x{t.hex()} : {p}" for t, p in configs.BACKENDS.items())
+    port = configs.SERVICE_PORT
+    return f"""table netdev {NFT_TABLE} {{
+  chain ingress {{
+    type filter hook ingress device "{dev}" priority -500; policy accept;
+    udp dport {port} udp length != {lo}-{hi} drop
+    udp dport {port} udp dport set @ih,160,24 map {{ {vmap} }} accept
+    udp dport {port} drop
+  }}
+}}
+"""
+
+
+class Switcher:
+    """Puts one Setup in place on the receiving veth and takes it away again."""
+
+    def __init__(self, lb: netlab.Lab) -> None:
+        from bcc import BPF
+
+        from benchmarks.testrun import PASS_SRC
+
+        self.lb = lb
+        self.bpf: Any = BPF(text=PASS_SRC)
+        fd = self.bpf.load_func("xdp_pass", BPF.XDP).fd
+        # `ip -n` remounts /sys, so the pin lives on a private bpffs under the work dir.
+        self.fs = os.path.join(lb.workdir, "bpffs")
+        os.makedirs(self.fs)
+        run(["mount", "-t", "bpf", "bpf", self.fs])
+        self.pin = os.path.join(self.fs, "pass")
+        from mplexctl.backend import bpfsys
+
+        bpfsys.obj_pin(fd, self.pin)
+        self.cfg: dict[str, str] = {}
+        for mode in ("native", "generic"):
+            path = os.path.join(lb.workdir, f"mplex-{mode}.yaml")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(configs.config_text(lb.dev_rx, 3, mode=mode))
+            self.cfg[mode] = path
+        self.nft = os.path.join(lb.workdir, "rules.nft")
+        with open(self.nft, "w", encoding="utf-8") as fh:
+            fh.write(nft_rules(lb.dev_rx))
+
+    def close(self) -> None:
+        try:
+            os.unlink(self.pin)
+        finally:
+            subprocess.run(["umount", self.fs], capture_output=True, timeout=30)
+            self.bpf.cleanup()
+
+    def up(self, s: Setup) -> None:
+        lb = self.lb
+        if s.kind == "pass":
+            flag = "xdpdrv" if s.mode == "native" else "xdpgeneric"
+            lb.ip(lb.ns_rx, "link", "set", "dev", lb.dev_rx, flag, "pinned", self.pin)
+        elif s.kind == "mplex":
+            cli("apply", "--netns", lb.ns_rx, self.cfg[s.mode])
+        elif s.kind == "nft":
+            run(lb.nsexec(lb.ns_rx, "nft", "-f", self.nft))
+
+    def down(self, s: Setup) -> None:
+        lb = self.lb
+        if s.kind == "pass":
+            flag = "xdpdrv" if s.mode == "native" else "xdpgeneric"
+            lb.ip(lb.ns_rx, "link", "set", "dev", lb.dev_rx, flag, "off")
+        elif s.kind == "mplex":
+            cli("detach", "--netns", lb.ns_rx)
+        elif s.kind == "nft":
+            run(lb.nsexec(lb.ns_rx, "nft", "delete", "table", "netdev", NFT_TABLE))
+
+
+def valid_frames(direct: bool) -> list[bytes]:
+    out = []
+    for tag, port in configs.BACKENDS.items():
+        dport = port if direct else configs.SERVICE_PORT
+        out.append(frames.udp_frame(dport, frames.payload(tag)))
+    return out
+
+
+def flood_frames(direct: bool) -> list[bytes]:
+    """20 frames: 2 valid (10 %), 9 with a bad length, 9 with an unknown tag."""
+    valid = valid_frames(direct)[:2]
+    port = configs.SERVICE_PORT
+    bad_len = frames.udp_frame(port, frames.payload(b"600", frames.BAD_LEN))
+    unknown = frames.udp_frame(port, frames.payload(configs.UNKNOWN_TAG))
+    out: list[bytes] = []
+    for i in range(2):
+        out.append(valid[i])
+        out += [bad_len, unknown] * 4 + [bad_len if i == 0 else unknown]
+    return out
+
+
+RX_SPEC = {configs.SERVICE_PORT: "*", **{p: t.decode() for t, p in configs.BACKENDS.items()}}
