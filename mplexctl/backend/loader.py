@@ -94,7 +94,7 @@ def compile_and_load(build: Build) -> Loaded:
             ) from None
     loaded = Loaded(bpf=bpf, prog_fd=fn.fd)
     for name in MAP_NAMES:
-        fd = bpf.get_table(name).get_fd()
+        fd = bpf.get_table(name.encode()).get_fd()
         loaded.maps[name] = bpfsys.Map(fd, owned=False)
     for name in BOUND_MAPS:
         bpfsys.prog_bind_map(loaded.prog_fd, loaded.maps[name].fd)
