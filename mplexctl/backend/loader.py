@@ -79,14 +79,14 @@ def compile_and_load(build: Build) -> Loaded:
     COMPILE_CALLS += 1
     with _captured_stderr() as log:
         try:
-            bpf = BPF(text=build.source, cflags=["-Wno-unused-function"])
+            bpf = BPF(text=build.source.encode(), cflags=["-Wno-unused-function"])
         except Exception:
             bpf = None
     if bpf is None:
         raise KernelError(f"BPF compile failed:\n  {_summary(log)}")
     with _captured_stderr() as log:
         try:
-            fn = bpf.load_func(C.PROG_NAME, BPF.XDP)
+            fn = bpf.load_func(C.PROG_NAME.encode(), BPF.XDP)
         except Exception as exc:
             bpf.cleanup()
             raise KernelError(
