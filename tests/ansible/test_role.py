@@ -39,6 +39,8 @@ WRITE_TASK = "Write the configuration (mplexctl validates it first)"
 
 def require_environment() -> None:
     problems = []
+    if shutil.which("systemd-analyze") is None:
+        problems.append("systemd-analyze is missing (it checks the boot unit)")
     if os.geteuid() != 0:
         problems.append("must run as root (network namespaces, XDP)")
     for tool in (MPLEXCTL, ANSIBLE_PLAYBOOK, Path(HOST_PYTHON)):
@@ -106,7 +108,7 @@ class Run:
 class Deployment:
     """Inventory, playbook and scratch directories of one lab; runs ansible-playbook."""
 
-    def __init__(self, lab: Lab, root: Path) -> None:
+    def __init__(self, lab: Lab, root: Path, **group_vars: Any) -> None:
         self.lab = lab
         self.root = root
         self.runs = 0
@@ -131,6 +133,7 @@ class Deployment:
                     "ansible_python_interpreter": HOST_PYTHON,
                     "mplex_install": False,
                     "mplex_bin": str(MPLEXCTL),
+                    **group_vars,
                 },
                 "hosts": hosts,
             }
@@ -216,6 +219,33 @@ def assert_routing(site: Site, routes: dict[str, int]) -> None:
     assert got == {**routes, "999": 0}, f"{site.netns}: routed as {got}, want {routes}"
 
 
+def verify_unit(unit: Path) -> None:
+    """systemd's own check of the unit file (works without a running systemd)."""
+    r = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0 and not r.stderr.strip(), f"{unit}: {r.stdout}{r.stderr}"
+
+
+def build_wheel(root: Path) -> Path:
+    """mplexctl's wheel, built from a copy of the checkout (nothing is written into the repo)."""
+    src = root / "src"
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("mplexctl", "bpf"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run(
+        [str(VENV_BIN / "pip"), "wheel", "-q", "--no-deps", "-w", str(root / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    (wheel,) = (root / "dist").glob("mplexctl-*.whl")
+    return wheel
+
+
 def diff_lines(stdout: str) -> list[str]:
     return [
         line
@@ -229,10 +259,10 @@ def lab_factory(tmp_path: Path) -> Iterator[Any]:
     require_environment()
     labs: list[Lab] = []
 
-    def make(count: int) -> Deployment:
+    def make(count: int, **group_vars: Any) -> Deployment:
         lab = Lab.create(count)
         labs.append(lab)
-        return Deployment(lab, tmp_path / f"lab{len(labs)}")
+        return Deployment(lab, tmp_path / f"lab{len(labs)}", **group_vars)
 
     try:
         yield make
@@ -260,6 +290,7 @@ def test_role_on_three_namespace_hosts(lab_factory: Any) -> None:
         text = unit.read_text()
         assert f"apply {dep.config_path(site)} --netns {site.netns}\n" in text
         assert "After=network-online.target" in text and "Type=oneshot" in text
+        verify_unit(unit)
         link = dep.systemd_dir(site) / "multi-user.target.wants" / unit.name
         assert link.is_symlink() and link.resolve() == unit.resolve()
         written = yaml.safe_load(dep.config_path(site).read_text())
@@ -382,3 +413,45 @@ def test_role_reports_mplexctl_refusals(lab_factory: Any) -> None:
     assert site.xdp_prog()[1] == "mplex_xdp"
     assert_routing(site, routes_for(site))
     assert " --force\n" in dep.unit_path(site).read_text()
+
+
+def test_role_installs_mplexctl_from_a_wheel(lab_factory: Any, tmp_path: Path) -> None:
+    """mplex_install: apt packages, headers, a venv of its own (bcc importable), the wheel the
+    controller provides; check mode first touches nothing; then idempotent."""
+    wheel = build_wheel(tmp_path / "build")
+    venv = tmp_path / "venv"
+    dep: Deployment = lab_factory(
+        1,
+        mplex_install=True,
+        mplex_package=str(wheel),
+        mplex_bin="{{ __mplex_venv }}/bin/mplexctl",
+        __mplex_venv=str(venv),
+        __mplex_dist_dir=str(tmp_path / "dist-on-host"),
+    )
+    (site,) = dep.lab.sites
+
+    run = dep.play("--check")
+    assert run.rc == 0 and run.changed("h0") > 0, run.explain()
+    assert not venv.exists() and not dep.config_path(site).exists()
+    assert site.xdp_prog() == (0, "")
+
+    run = dep.play()
+    assert run.rc == 0 and run.changed("h0") > 0, run.explain()
+    installed = venv / "bin" / "mplexctl"
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import bcc, mplexctl; print(mplexctl.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0 and str(venv) in r.stdout, r.stdout + r.stderr
+    assert run.task("h0", APPLY_TASK)["result"]["invocation"]["module_args"]["bin"] == str(
+        installed
+    )
+    assert site.xdp_prog()[1] == "mplex_xdp"
+    assert_routing(site, routes_for(site))
+    assert f"ExecStart={installed} apply " in dep.unit_path(site).read_text()
+
+    run = dep.play()
+    assert run.rc == 0 and run.changed("h0") == 0, run.explain()

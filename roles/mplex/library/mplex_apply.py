@@ -268,6 +268,10 @@ def main():
         if module.params["state"] == "absent":
             module.warn(msg + ": nothing detached")
             module.exit_json(changed=False, detached=[], before={}, after={})
+        if module.check_mode:
+            # a first run in check mode: the install tasks only pretended to install it
+            module.warn(msg + ": cannot plan; the configuration would be applied")
+            module.exit_json(changed=True, plan=[], generation=None, before={}, after={})
         module.fail_json(msg=msg)
     module.params["bin"] = found
     cli = Mplexctl(module)
