@@ -13,22 +13,11 @@ from mplexctl.compiler import layout
 from mplexctl.compiler.build import compile_config
 from mplexctl.compiler.header import render_common_header
 from mplexctl.config import load_config, parse_config
+from tests.samples import BASE
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "configs" / "example.yaml"
-
-BASE = """\
-version: 1
-interfaces: [{name: eth0}]
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length: [{min: 290, max: 294}]
-    tag: {offset: 20, length: 3}
-    routes: {"600": 5001, "601": 5002}
-"""
 
 
 def build_of(text: str):  # type: ignore[no-untyped-def]

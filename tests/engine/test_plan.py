@@ -10,20 +10,9 @@ from mplexctl.compiler.build import Build, compile_config
 from mplexctl.config import parse_config
 from mplexctl.engine.plan import plan, virtual_host, virtual_live
 from mplexctl.engine.state import InterfaceState, LiveState
+from tests.samples import BASE
 
 pytestmark = pytest.mark.unit
-
-BASE = """\
-version: 1
-interfaces: [{name: eth0}]
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length: [{min: 290, max: 294}]
-    tag: {offset: 20, length: 3}
-    routes: {"600": 5001, "601": 5002, "602": 5003}
-"""
 
 
 def build(text: str = BASE) -> Build:
