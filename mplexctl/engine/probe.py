@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from mplexctl import constants as C
 from mplexctl.backend import bpfsys, netlink
 from mplexctl.backend.program import ProgramMaps
@@ -11,13 +15,26 @@ from mplexctl.engine.state import InterfaceState, LiveState, ProgramState, Servi
 _PROTO_NAMES = {v: k for k, v in C.PROTO_NUMBERS.items()}
 
 
-def read_program(pm: ProgramMaps) -> ProgramState:
+RouteEntries = dict[bytes, list[bytes]]  # route key -> per-CPU values
+
+
+def by_service_slot(entries: RouteEntries) -> dict[bytes, RouteEntries]:
+    """Route entries grouped by the 4-byte (service << 1 | slot) prefix of their key."""
+    groups: dict[bytes, RouteEntries] = {}
+    for key, values in entries.items():
+        groups.setdefault(key[:4], {})[key] = values
+    return groups
+
+
+def read_program(pm: ProgramMaps, entries: RouteEntries) -> ProgramState:
+    """The program's state from its maps; `entries` is one dump of its route map."""
     meta = pm.meta()
     assert meta is not None  # ProgramMaps.open checked the magic
     info = pm.service_info()
     active = pm.active()
-    entries = pm.route_entries()
-    services, slots, live_keys = [], [], set()
+    groups = by_service_slot(entries)
+    services, slots = [], []
+    live_count = 0
     in_sync = True
     for index, (name, proto, port) in enumerate(info):
         row = layout.unpack_svc(pm.service_row(index, active[index]))
@@ -25,13 +42,10 @@ def read_program(pm: ProgramMaps) -> ProgramState:
         in_sync &= bool(flags & C.SVC_F_VALID)
         slot = row.slot
         slots.append(slot)
-        prefix = layout.U32.pack((index << 1) | slot)
         tag_len = row.tag_len
-        routes = []
-        for key, values in entries.items():
-            if key[:4] == prefix:
-                live_keys.add(key)
-                routes.append((key[4 : 4 + tag_len], layout.route_port(values[0])))
+        live = groups.get(layout.U32.pack((index << 1) | slot), {})
+        live_count += len(live)
+        routes = [(k[4 : 4 + tag_len], layout.route_port(v[0])) for k, v in live.items()]
         services.append(
             ServiceState(
                 index,
@@ -53,7 +67,7 @@ def read_program(pm: ProgramMaps) -> ProgramState:
         applied_ns=meta.applied_ns,
         services=tuple(services),
         route_slot=tuple(slots),
-        stray_routes=len(entries) - len(live_keys),
+        stray_routes=len(entries) - live_count,
         rows_in_sync=in_sync,
         source_digest=meta.source_digest,
         content_digest=meta.content_digest,
@@ -61,24 +75,34 @@ def read_program(pm: ProgramMaps) -> ProgramState:
     )
 
 
-def probe_interface(link: netlink.LinkXdp) -> InterfaceState:
+@contextmanager
+def opened(
+    link: netlink.LinkXdp,
+) -> Iterator[tuple[InterfaceState, ProgramMaps | None, RouteEntries]]:
+    """The interface's state, and while inside, its program's maps and one route dump."""
     if link.prog_id == 0:
-        return InterfaceState(link.name, link.index, None, 0)
+        yield InterfaceState(link.name, link.index, None, 0), None, {}
+        return
     pm = ProgramMaps.open(link.prog_id)
     if pm is None:
-        return InterfaceState(
-            link.name, link.index, link.mode, link.prog_id, _prog_name(link.prog_id)
-        )
+        name = _prog_name(link.prog_id)
+        yield InterfaceState(link.name, link.index, link.mode, link.prog_id, name), None, {}
+        return
     try:
-        program = read_program(pm)
+        entries = pm.route_entries()
+        program = read_program(pm, entries)
+        state = InterfaceState(link.name, link.index, link.mode, link.prog_id, C.PROG_NAME, program)
+        yield state, pm, entries
     finally:
         pm.close()
-    return InterfaceState(link.name, link.index, link.mode, link.prog_id, C.PROG_NAME, program)
+
+
+def probe_interface(link: netlink.LinkXdp) -> InterfaceState:
+    with opened(link) as (state, _pm, _entries):
+        return state
 
 
 def _prog_name(prog_id: int) -> str:
-    import os
-
     try:
         fd = bpfsys.prog_fd_by_id(prog_id)
     except OSError:

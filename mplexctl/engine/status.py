@@ -10,7 +10,8 @@ from mplexctl.backend import netlink
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.config.model import tag_text
-from mplexctl.engine.probe import probe_interface, read_program
+from mplexctl.engine.probe import RouteEntries, by_service_slot, opened
+from mplexctl.engine.state import ProgramState
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,16 @@ class InterfaceStatus:
         }
 
 
-def _services(pm: ProgramMaps) -> tuple[ServiceStatus, ...]:
-    prog = read_program(pm)
+def _services(
+    pm: ProgramMaps, prog: ProgramState, entries: RouteEntries
+) -> tuple[ServiceStatus, ...]:
     counters = pm.service_counters()
-    entries = pm.route_entries()
+    groups = by_service_slot(entries)
     out = []
     for svc in prog.services:
         prefix = layout.U32.pack((svc.index << 1) | prog.route_slot[svc.index])
         routes: dict[str, tuple[int, Counter]] = {}
-        for key, values in entries.items():
-            if key[:4] != prefix:
-                continue
+        for key, values in groups.get(prefix, {}).items():
             pk = by = 0
             for v in values:
                 _p, _a, _b, p, b = layout.ROUTE.unpack(v)
@@ -109,17 +109,10 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
             continue
         if not names and link.prog_id == 0:
             continue
-        state = probe_interface(link)
-        owner = "none" if state.prog_id == 0 else ("mplex" if state.program else "foreign")
-        services: tuple[ServiceStatus, ...] = ()
-        if state.program is not None:
-            pm = ProgramMaps.open(state.prog_id)
-            if pm is not None:
-                try:
-                    services = _services(pm)
-                finally:
-                    pm.close()
-        prog = state.program
+        with opened(link) as (state, pm, entries):
+            prog = state.program
+            services = _services(pm, prog, entries) if pm and prog else ()
+        owner = "none" if state.prog_id == 0 else ("mplex" if prog else "foreign")
         out.append(
             InterfaceStatus(
                 state.name,
