@@ -131,6 +131,12 @@ class ProgramMaps:
         m = self.maps[C.MAP_ROUTES]
         return {k: m.per_cpu(v) for k, v in m.dump().items()}
 
+    def route_values(self, key: bytes) -> list[bytes] | None:
+        """Per-CPU values of one route entry, or None."""
+        m = self.maps[C.MAP_ROUTES]
+        raw = m.lookup(key)
+        return None if raw is None else m.per_cpu(raw)
+
     def write_routes(self, items: list[tuple[bytes, bytes | list[bytes]]]) -> None:
         """Write route values: one value for every CPU, or a list with one value per CPU."""
         m = self.maps[C.MAP_ROUTES]

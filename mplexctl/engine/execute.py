@@ -14,7 +14,7 @@ from mplexctl.backend.loader import Loaded, compile_and_load
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
-from mplexctl.engine.plan import InterfacePlan, Plan, ServiceOp
+from mplexctl.engine.plan import InterfacePlan, Plan, ServiceOp, changed_tags
 from mplexctl.engine.state import InterfaceState, LiveState
 from mplexctl.errors import HostError, KernelError
 
@@ -128,21 +128,13 @@ def _route_values(
 
 def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     active = pm.active()[op.index]
-    row = layout.unpack_svc(pm.service_row(op.index, active))
-    slot = row.slot
-    entries = pm.route_entries()
-    prefix = layout.U32.pack((op.index << 1) | slot)
-    live = {k[4 : 4 + op.service.tag_length]: v for k, v in entries.items() if k[:4] == prefix}
-    want = dict(op.service.routes)
-    if op.kind == "route":
-        (tag,) = [
-            t
-            for t in live.keys() | want.keys()
-            if t not in want or t not in live or layout.route_port(live[t][0]) != want[t]
-        ]
+    slot = layout.unpack_svc(pm.service_row(op.index, active)).slot
+    if op.kind == "route":  # one element, in place: no dump of the route map
+        (tag,) = changed_tags(op.live, op.service)
         key = layout.route_key(op.index, slot, tag)
+        want = dict(op.service.routes)
         if tag in want:
-            values = live.get(tag)
+            values = pm.route_values(key)
             new = layout.route_value(want[tag])
             # A changed port keeps each CPU's counters.
             pm.write_routes([(key, new if values is None else [new[:2] + v[2:] for v in values])])
@@ -150,6 +142,8 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
             pm.delete_routes([key])
         return
     target = slot if op.kind == "row" else 1 - slot
+    prefix = layout.U32.pack((op.index << 1) | slot)
+    entries = pm.route_entries() if op.kind == "table" else {}
     if op.kind == "table":
         stale = [k for k in entries if k[:4] == layout.U32.pack((op.index << 1) | target)]
         pm.delete_routes(stale)

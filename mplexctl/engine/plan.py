@@ -61,6 +61,7 @@ class ServiceOp:
     index: int
     kind: str  # row | route | table
     service: ServiceState  # desired
+    live: ServiceState  # as probed
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,10 @@ def service_differences(old: ServiceState | None, new: ServiceState | None) -> l
     return out
 
 
-def route_delta(old: ServiceState, new: ServiceState) -> int:
+def changed_tags(old: ServiceState, new: ServiceState) -> list[bytes]:
+    """Tags whose route is added, removed or re-targeted from old to new."""
     before, after = dict(old.routes), dict(new.routes)
-    return sum(1 for t in before.keys() | after.keys() if before.get(t) != after.get(t))
+    return sorted(t for t in before.keys() | after.keys() if before.get(t) != after.get(t))
 
 
 # --- the planner --------------------------------------------------------------------------
@@ -181,10 +183,10 @@ def _same_program(
         lines = service_differences(have, want)
         if not lines:
             continue
-        n = route_delta(have, want)
+        n = len(changed_tags(have, want))
         same_row = have.behaviour() == want.behaviour()
         kind = "route" if same_row and n == 1 else ("row" if n == 0 else "table")
-        ops.append(ServiceOp(want.index, kind, want))
+        ops.append(ServiceOp(want.index, kind, want, have))
         for line in lines:
             b.add(iface.name, kind, line, want.name)
     cleanup = prog.stray_routes > 0 or not prog.rows_in_sync
