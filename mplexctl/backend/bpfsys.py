@@ -19,17 +19,16 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 # enum bpf_cmd
-MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY = 1, 2, 3, 4
-OBJ_PIN, OBJ_GET, PROG_TEST_RUN = 6, 7, 10
+MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM = 1, 2
+OBJ_PIN, PROG_TEST_RUN = 6, 10
 PROG_GET_FD_BY_ID, MAP_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 13, 14, 15
 MAP_LOOKUP_BATCH, MAP_UPDATE_BATCH, MAP_DELETE_BATCH = 24, 26, 27
 PROG_BIND_MAP = 35
 
-# enum bpf_map_type values we care about
-MAP_TYPE_HASH, MAP_TYPE_ARRAY, MAP_TYPE_PERCPU_HASH, MAP_TYPE_PERCPU_ARRAY = 1, 2, 5, 6
-PERCPU_TYPES = frozenset({MAP_TYPE_PERCPU_HASH, MAP_TYPE_PERCPU_ARRAY, 10})
+# enum bpf_map_type: per-CPU hash, per-CPU array, per-CPU cgroup storage
+PERCPU_TYPES = frozenset({5, 6, 10})
 
-BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+BPF_ANY = 0
 
 
 class BpfError(OSError):
@@ -38,10 +37,6 @@ class BpfError(OSError):
     def __init__(self, err: int, op: str) -> None:
         super().__init__(err, f"{op}: {os.strerror(err)}")
         self.op = op
-
-
-def _ptr(buf: ctypes.Array[ctypes.c_char] | None) -> int:
-    return ctypes.addressof(buf) if buf is not None else 0
 
 
 def sys_bpf(cmd: int, attr: bytes, op: str) -> tuple[int, ctypes.Array[ctypes.c_char]]:
@@ -131,11 +126,6 @@ def obj_pin(fd: int, path: str) -> None:
     sys_bpf(OBJ_PIN, struct.pack("<QII", ctypes.addressof(p), fd, 0), f"pin {path}")
 
 
-def obj_get(path: str) -> int:
-    p = ctypes.create_string_buffer(path.encode())
-    return sys_bpf(OBJ_GET, struct.pack("<QII", ctypes.addressof(p), 0, 0), f"open {path}")[0]
-
-
 @dataclass
 class TestRun:
     retval: int
@@ -195,10 +185,12 @@ class Map:
         return f"{what} in map {self.name}"
 
     def _elem(
-        self, cmd: int, key: bytes, value: ctypes.Array[ctypes.c_char] | None, flags: int, what: str
+        self, cmd: int, key: bytes, value: ctypes.Array[ctypes.c_char], flags: int, what: str
     ) -> None:
         k = ctypes.create_string_buffer(key, len(key))
-        attr = struct.pack("<IIQQQ", self.fd, 0, ctypes.addressof(k), _ptr(value), flags)
+        attr = struct.pack(
+            "<IIQQQ", self.fd, 0, ctypes.addressof(k), ctypes.addressof(value), flags
+        )
         sys_bpf(cmd, attr, self._op(what))
 
     def lookup(self, key: bytes) -> bytes | None:
@@ -215,9 +207,6 @@ class Map:
         self._elem(
             MAP_UPDATE_ELEM, key, ctypes.create_string_buffer(value, len(value)), flags, "update"
         )
-
-    def delete(self, key: bytes) -> None:
-        self._elem(MAP_DELETE_ELEM, key, None, 0, "delete")
 
     def per_cpu(self, raw: bytes) -> list[bytes]:
         vs = self.info.value_size

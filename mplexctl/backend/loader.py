@@ -23,7 +23,6 @@ MAP_NAMES = (
     C.MAP_SVC_INFO,
 )
 BOUND_MAPS = (C.MAP_META, C.MAP_SVC_INFO)  # not referenced by the code: bound explicitly
-COMPILE_CALLS = 0  # how many times this process invoked the BPF compiler (tests read it)
 
 
 @dataclass
@@ -66,7 +65,6 @@ def _summary(lines: list[str], limit: int = 12) -> str:
 
 def compile_and_load(build: Build) -> Loaded:
     """Run the BPF compiler on build.source and load the program (verifier included)."""
-    global COMPILE_CALLS
     if not _headers_present():
         raise HostError(
             f"kernel headers for BCC are missing (/lib/modules/{os.uname().release}/build): "
@@ -76,7 +74,6 @@ def compile_and_load(build: Build) -> Loaded:
         from bcc import BPF
     except ImportError:
         raise HostError("python3-bpfcc is not installed (apt-get install python3-bpfcc)") from None
-    COMPILE_CALLS += 1
     with _captured_stderr() as log:
         try:
             bpf = BPF(text=build.source.encode(), cflags=["-Wno-unused-function"])

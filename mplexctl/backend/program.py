@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 
 from mplexctl import constants as C
@@ -58,8 +59,6 @@ class ProgramMaps:
         try:
             pm = cls.from_fd(fd)
         finally:
-            import os
-
             os.close(fd)
         if not all(n in pm.maps for n in (C.MAP_META, C.MAP_SERVICES, C.MAP_ROUTES)):
             pm.close()
@@ -73,9 +72,6 @@ class ProgramMaps:
     def close(self) -> None:
         for m in self.maps.values():
             m.close()
-
-    def __getitem__(self, name: str) -> bpfsys.Map:
-        return self.maps[name]
 
     # --- metadata ---------------------------------------------------------------------------
     def meta(self) -> Meta | None:

@@ -19,7 +19,6 @@ from mplexctl.engine.state import (
     desired_services,
 )
 
-PROGRAM_ACTIONS = ("attach", "swap", "replace-foreign", "mode-change", "detach")
 IMPACT = {
     "attach": "attach",
     "swap": "program swap",
@@ -67,7 +66,7 @@ class ServiceOp:
 @dataclass(frozen=True)
 class InterfacePlan:
     name: str
-    program_action: str | None  # one of PROGRAM_ACTIONS or None
+    program_action: str | None  # attach | swap | replace-foreign | mode-change | detach
     mode: str  # desired xdp_mode (auto | native | generic)
     service_ops: tuple[ServiceOp, ...] = ()
     cleanup: bool = False
