@@ -149,8 +149,7 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
         pm.delete_routes(stale)
         pm.write_routes(_route_values(op, target, entries, slot))
         fault_point("after-routes")
-    svc = next(s for s in build.services if s.index == op.index)
-    pm.write_service_row(op.index, 1 - active, svc.value(build.max_windows, slot=target))
+    pm.write_service_row(op.index, 1 - active, op.service.value(build.max_windows, slot=target))
     pm.set_active(op.index, 1 - active)  # the switch: one element, atomic
     fault_point("after-flip")
     if op.kind == "table":

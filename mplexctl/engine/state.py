@@ -6,22 +6,15 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from mplexctl.compiler.build import Build
+from mplexctl.compiler.build import Build, ServiceEntry
 from mplexctl.config.model import tag_text
 
 
 @dataclass(frozen=True)
-class ServiceState:
-    """A service as the data plane sees it (comparable between desired and live)."""
+class ServiceState(ServiceEntry):
+    """A service row plus its routes: what the data plane does for one service (comparable
+    between desired and live)."""
 
-    index: int
-    name: str
-    protocol: str
-    port: int
-    windows: tuple[tuple[int, int], ...]
-    tag_offset: int
-    tag_length: int
-    unmatched: str
     routes: tuple[tuple[bytes, int], ...]  # sorted (tag, port)
 
     def behaviour(self) -> tuple[Any, ...]:
@@ -88,18 +81,7 @@ def desired_services(build: Build) -> tuple[ServiceState, ...]:
     for r in build.routes:
         by_index[r.service].append((r.tag, r.port))
     return tuple(
-        ServiceState(
-            s.index,
-            s.name,
-            s.protocol,
-            s.port,
-            s.windows,
-            s.tag_offset,
-            s.tag_length,
-            s.unmatched,
-            tuple(sorted(by_index[s.index])),
-        )
-        for s in build.services
+        ServiceState(**vars(s), routes=tuple(sorted(by_index[s.index]))) for s in build.services
     )
 
 
