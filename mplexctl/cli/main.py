@@ -117,7 +117,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             new = compile_config(load_config(args.new))
             p = plan(new, virtual_host(old, new))
         else:
-            _build, _live, p = plan_file(args.file)
+            p = plan_file(args.file)
             check_applicable(p)
     except MplexError as exc:
         _report(exc, args.json)

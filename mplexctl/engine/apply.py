@@ -79,10 +79,9 @@ def check_applicable(p: Plan) -> None:
         raise RefusedError(f"{who}: not attached by mplex, left alone (use --force to replace it)")
 
 
-def plan_file(path: str, *, force: bool = False) -> tuple[Build, LiveState, Plan]:
-    build = compile_config(load_config(path))
-    live = probe()
-    return build, live, plan(build, live, force=force)
+def plan_file(path: str, *, force: bool = False) -> Plan:
+    """FILE vs the live state (for `diff`): the same planner apply uses."""
+    return plan(compile_config(load_config(path)), probe(), force=force)
 
 
 @cache
