@@ -124,11 +124,9 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
             view = live_view(live, set())
             gen = live.mplex_interfaces()[0].program.generation  # type: ignore[union-attr]
             return ApplyResult(False, gen, Plan(gen), view, view, True, check)
-    build = compile_config(load_config(path))  # validate + compile: nothing touched on error
-    names = {i.name for i in build.config.interfaces}
-    stamp = Stamp(source, content_digest(desired_services(build)))
-    with host.host_lock():
-        live = probe()
+        build = compile_config(load_config(path))  # validate + compile: nothing touched yet
+        names = {i.name for i in build.config.interfaces}
+        stamp = Stamp(source, content_digest(desired_services(build)))
         p = plan(build, live, force=force)
         check_applicable(p)
         before = live_view(live, names)
