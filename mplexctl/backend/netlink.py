@@ -1,17 +1,17 @@
-"""XDP attachment through rtnetlink (pyroute2): query, attach, atomic replace, detach.
+"""XDP attachment through rtnetlink: query (rtnl.py), attach, atomic replace, detach (pyroute2).
 
 BCC's attach_xdp cannot replace atomically; IFLA_XDP with XDP_FLAGS_REPLACE and
 IFLA_XDP_EXPECTED_FD can: the kernel swaps the program only if the old one is still there.
+pyroute2 is imported only when something is changed (its import alone takes ~0.1 s).
 """
 
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
+from mplexctl.backend import rtnl
 from mplexctl.errors import HostError, KernelError
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
@@ -32,41 +32,41 @@ class LinkXdp:
     mode: str | None  # native | generic | offload | multi | None
 
 
-def _xdp_of(msg: object) -> tuple[int, str | None]:
-    xdp = msg.get_attr("IFLA_XDP")  # type: ignore[attr-defined]
-    if not xdp:
-        return 0, None
-    attached = xdp.get_attr("IFLA_XDP_ATTACHED") or 0
-    if isinstance(attached, str):  # pyroute2 maps the value to a name
-        attached = {"xdp": 1, "xdpgeneric": 2, "xdpoffload": 3, "xdpmulti": 4}.get(attached, 0)
-    prog = xdp.get_attr("IFLA_XDP_PROG_ID") or 0
-    if attached == 4:  # several modes: prefer the driver program
-        prog = xdp.get_attr("IFLA_XDP_DRV_PROG_ID") or xdp.get_attr("IFLA_XDP_SKB_PROG_ID") or 0
-    return int(prog), _ATTACHED.get(int(attached))
-
-
 def list_links() -> list[LinkXdp]:
-    with IPRoute() as ipr:
-        out = []
-        for msg in ipr.get_links():
-            prog, mode = _xdp_of(msg)
-            out.append(LinkXdp(msg.get_attr("IFLA_IFNAME"), msg["index"], prog, mode))
-        return out
+    try:
+        raw = rtnl.dump_links()
+    except OSError as exc:
+        raise HostError(f"cannot list interfaces: {exc.strerror or exc}") from None
+    return [LinkXdp(r.name, r.index, r.prog_id, _ATTACHED.get(r.attached)) for r in raw]
 
 
 def get_link(name: str) -> LinkXdp | None:
     return next((link for link in list_links() if link.name == name), None)
 
 
+class _NetlinkFailure(Exception):
+    """A refused IFLA_XDP change (errno code, kernel message)."""
+
+    def __init__(self, code: int, text: Any) -> None:
+        super().__init__(code, text)
+        self.code = code
+
+
 def _set_xdp(index: int, fd: int, flags: int, expected_fd: int | None) -> None:
     attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]
     if expected_fd is not None:
         attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
-    with IPRoute() as ipr:
-        ipr.link("set", index=index, xdp={"attrs": attrs})
+    from pyroute2 import IPRoute  # lazy: see the module docstring
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            ipr.link("set", index=index, xdp={"attrs": attrs})
+    except NetlinkError as exc:
+        raise _NetlinkFailure(exc.code, exc.args[-1] if exc.args else str(exc)) from None
 
 
-def _explain(exc: NetlinkError, what: str, link: str) -> Exception:
+def _explain(exc: _NetlinkFailure, what: str, link: str) -> Exception:
     code = exc.code
     if code == errno.EOPNOTSUPP:
         return HostError(f"{link}: driver does not support native XDP ({what})")
@@ -93,7 +93,7 @@ def attach(link: LinkXdp, prog_fd: int, mode: str, expected_fd: int | None = Non
     what = f"{'replace' if expected_fd is not None else 'attach'} in {mode} mode"
     try:
         _set_xdp(link.index, prog_fd, flags, expected_fd)
-    except NetlinkError as exc:
+    except _NetlinkFailure as exc:
         raise _explain(exc, what, link.name) from None
 
 
@@ -103,5 +103,5 @@ def detach(link: LinkXdp, expected_fd: int | None = None) -> None:
     flags = MODE_FLAGS[mode] | (XDP_FLAGS_REPLACE if expected_fd is not None else 0)
     try:
         _set_xdp(link.index, -1, flags, expected_fd)
-    except NetlinkError as exc:
+    except _NetlinkFailure as exc:
         raise _explain(exc, f"detach ({mode})", link.name) from None
