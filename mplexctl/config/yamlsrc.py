@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from mplexctl.config import routeblocks
+
 Path = tuple[str | int, ...]
 
 _MAP = "tag:yaml.org,2002:map"
@@ -35,11 +37,16 @@ class Located:
     # written in the file, so that a message can quote exactly what the author wrote.
     numeric_keys: list[Path] = field(default_factory=list)
     duplicate_keys: list[Path] = field(default_factory=list)
+    # Route mappings read by the fast lane (routeblocks.py), by path: lines on demand.
+    blocks: dict[Path, routeblocks.Block] = field(default_factory=dict)
 
     def line_of(self, path: Path, *, key: bool = False) -> int:
         """Line of the node at path, or of its nearest ancestor that has one."""
         table = self.key_lines if key else self.lines
         p = tuple(path)
+        block = self.blocks.get(p[:-1]) if p else None
+        if block is not None and isinstance(p[-1], str):
+            return block.line_of(p[-1])
         while p:
             if p in table:
                 return table[p]
@@ -73,6 +80,8 @@ class _Walker:
         self.seen: set[yaml.Node] = set()
         self.active: set[yaml.Node] = set()
         self.revisits = 0
+        # Fast-lane sentinels met: value -> (path, line, in a block mapping, double-quoted).
+        self.sentinels: dict[str, list[tuple[Path, int, bool, bool]]] = {}
 
     def walk(self, node: yaml.Node, path: Path) -> Any:
         if node in self.active:
@@ -126,7 +135,15 @@ class _Walker:
             if key in result:
                 self.out.duplicate_keys.append(child)
             self.out.key_lines[child] = _line(key_node)
-            result[key] = self.walk(value_node, child)
+            result[key] = value = self.walk(value_node, child)
+            if isinstance(value, str) and value.startswith(routeblocks.SENTINEL):
+                where = (
+                    child,
+                    _line(value_node),
+                    node.flow_style is False,
+                    value_node.style == '"',
+                )
+                self.sentinels.setdefault(value, []).append(where)
         return result
 
     def _scalar(self, node: yaml.Node) -> Any:
@@ -159,6 +176,43 @@ def _reader_error(text: str, exc: yaml.reader.ReaderError) -> YamlSyntaxError:
 
 def load_located(text: str) -> Located:
     """Compose YAML (safe schema only) and return data with positions."""
+    lane = routeblocks.split(text)
+    if lane is not None:
+        try:
+            out, walker = _load(lane.skeleton)
+        except YamlSyntaxError:
+            pass  # the ordinary path says what is wrong, with the original text
+        else:
+            if _fill(out, walker, lane):
+                return out
+    return _load(text)[0]
+
+
+def _fill(out: Located, walker: _Walker, lane: routeblocks.Lane) -> bool:
+    """Put each block's mapping where its sentinel is, if every sentinel is exactly the value
+    of its own `routes:` key (block style, on the block's header line) and nothing else."""
+    places = []
+    for name, block in lane.blocks.items():
+        found = walker.sentinels.get(name, [])
+        if len(found) != 1:
+            return False
+        path, line, block_style, quoted = found[0]
+        if not (block_style and quoted and line == block.header_line and path[-1] == "routes"):
+            return False
+        places.append((path, block))
+    if len(walker.sentinels) != len(lane.blocks):
+        return False
+    for path, block in places:
+        parent = out.data
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = block.routes
+        out.lines[path] = block.entry_line
+        out.blocks[path] = block
+    return True
+
+
+def _load(text: str) -> tuple[Located, _Walker]:
     try:
         node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
@@ -174,8 +228,9 @@ def load_located(text: str) -> Located:
     except RecursionError:
         raise YamlSyntaxError(1, "invalid YAML: nested too deeply") from None
     out = Located(data=None)
+    walker = _Walker(out)
     if node is None:
         out.lines[()] = 1
-        return out
-    out.data = _Walker(out).walk(node, ())
-    return out
+        return out, walker
+    out.data = walker.walk(node, ())
+    return out, walker

@@ -1,0 +1,166 @@
+"""The fast lane for route blocks changes the speed of loading, never its result.
+
+Every text is loaded twice: by load_located (which takes the lane when it can) and by the
+ordinary path alone; data, lines of every node and key, odd keys and errors must be equal.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from mplexctl.config import routeblocks
+from mplexctl.config.yamlsrc import Located, Path, YamlSyntaxError, _load, load_located
+from tests.config.test_fuzz import EXAMPLE, _mutate
+
+pytestmark = pytest.mark.unit
+
+HEAD = """version: 1
+interfaces:
+  - name: eth0
+services:
+  - name: telemetry
+    protocol: udp
+    port: 5000
+    payload_length: [{min: 290, max: 294}]
+    tag: {offset: 20, length: 3}
+"""
+
+
+def _outcome(load: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "ok", load(text)
+    except YamlSyntaxError as exc:
+        return "error", (exc.line, exc.message)
+
+
+def _paths(data: Any, path: Path = ()) -> list[Path]:
+    out = [path]
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def assert_same(text: str) -> None:
+    fast = _outcome(load_located, text)
+    slow = _outcome(lambda t: _load(t)[0], text)
+    assert fast[0] == slow[0], text
+    if fast[0] == "error":
+        assert fast[1] == slow[1], text
+        return
+    a: Located = fast[1]
+    b: Located = slow[1]
+    assert a.data == b.data, text
+    assert [type(x) for x in _paths(a.data)] == [type(x) for x in _paths(b.data)]
+    assert (a.numeric_keys, a.duplicate_keys) == (b.numeric_keys, b.duplicate_keys), text
+    for p in _paths(b.data):
+        assert a.line_of(p) == b.line_of(p), (p, text)
+        assert a.line_of(p, key=True) == b.line_of(p, key=True), (p, text)
+
+
+def _route_line(rng: random.Random, indent: int, used: set[str]) -> str:
+    body = "".join(rng.choice("0123456789abcXYZ -_.:/") for _ in range(rng.randint(0, 4)))
+    if rng.random() < 0.95:
+        body += str(len(used))  # mostly distinct keys; now and then a repeated one
+    form = rng.randrange(4)
+    key = {0: f'"{body}"', 1: f"'{body}'", 2: f"hex:{rng.randrange(1 << 24):06x}", 3: f'"{body}"'}
+    text = key[form]
+    used.add(text)
+    port = str(rng.randint(1, 99999))
+    tail = rng.choice(["", "", " ", "  # note", " #"])
+    return " " * indent + text + ": " + port + tail
+
+
+def _generated(rng: random.Random) -> str:
+    lines = [HEAD.rstrip("\n"), "    routes:" + rng.choice(["", " ", "  # the table"])]
+    indent = rng.choice([6, 6, 8, 5])
+    used: set[str] = set()
+    for _ in range(rng.randint(1, 30)):
+        roll = rng.random()
+        if roll < 0.08:
+            lines.append(rng.choice(["", "   ", "# comment", "      # indented comment"]))
+        else:
+            lines.append(_route_line(rng, indent, used))
+    lines.append(rng.choice(["    unmatched: drop", "  - name: second", "limits: {routes: 9}", ""]))
+    return "\n".join(lines) + rng.choice(["\n", ""])
+
+
+def test_typical_files_take_the_lane() -> None:
+    text = HEAD + '    routes:\n      "600": 5001\n      "hex:363031": 5002\n      \'602\': 5003\n'
+    lane = routeblocks.split(text)
+    assert lane is not None and len(lane.blocks) == 1
+    block = next(iter(lane.blocks.values()))
+    assert block.routes == {"600": 5001, "hex:363031": 5002, "602": 5003}
+    assert "5001" not in lane.skeleton and lane.skeleton.count("\n") == text.count("\n")
+    assert_same(text)
+    assert routeblocks.split(EXAMPLE) is not None
+    assert_same(EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [
+        "      600: 5001\n",  # unquoted number: YAML reads an integer key
+        '      "600": 05001\n',  # leading zero: octal in YAML 1.1
+        '      "600": 5_001\n',  # underscore: still an integer in YAML 1.1
+        '      "600": 5001\n      "600": 5002\n',  # repeated key
+        '      "600": 5001\n     "601": 5002\n',  # entries at two indentations
+        '      "600": 5001\n\t"601": 5002\n',  # a tab
+        '      "6\\x30": 5001\n',  # an escape inside double quotes
+        '      "600": &p 5001\n      "601": *p\n',  # anchors and aliases
+        '      "600": 5001#no comment\n',  # "#" without a space belongs to the scalar
+        '      "600" : 5001\n',  # a space before the colon
+        '    "600": 5001\n',  # not deeper than the key
+        '      "600": yes\n',  # not a port
+    ],
+)
+def test_unusual_blocks_take_the_ordinary_path(routes: str) -> None:
+    text = HEAD + "    routes:\n" + routes + "    unmatched: drop\n"
+    lane = routeblocks.split(text)
+    assert lane is None
+    assert_same(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # `routes:` inside a block scalar: the sentinel would land inside a string
+        'note: |\n  routes:\n    "600": 5001\nversion: 1\n',
+        # inside a flow mapping spanning lines
+        'services: [{name: a,\n  routes:\n    "600": 5001\n  }]\n',
+        # inside a multi-line quoted scalar
+        'note: "a\n  routes:\n    \\"600\\": 5001\n  b"\n',
+        # the key text itself written elsewhere as a value
+        "a: mplexctl-route-block-0\n" + HEAD + '    routes:\n      "600": 5001\n',
+        # a character YAML refuses, in a comment the lane would drop
+        HEAD + '    routes:  # \x00\n      "600": 5001\n',
+        HEAD + '    routes:\n      # \x01\n      "600": 5001\n',
+        # two documents
+        HEAD + '    routes:\n      "600": 5001\n---\nx: 1\n',
+    ],
+)
+def test_sentinel_checks_send_odd_texts_the_ordinary_way(text: str) -> None:
+    assert_same(text)
+
+
+def test_generated_blocks_match_the_ordinary_path() -> None:
+    rng = random.Random(1)
+    taken = 0
+    for _ in range(400):
+        text = _generated(rng)
+        taken += routeblocks.split(text) is not None
+        assert_same(text)
+    assert taken > 200  # the lane was really exercised
+
+
+def test_mutated_files_match_the_ordinary_path() -> None:
+    rng = random.Random(2)
+    base = [_generated(random.Random(n)) for n in range(20)] + [EXAMPLE]
+    for _ in range(3000):
+        assert_same(_mutate(rng.choice(base), rng))
