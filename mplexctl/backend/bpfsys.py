@@ -218,13 +218,22 @@ class Map:
 
     def dump(self) -> dict[bytes, bytes]:
         """Every entry (raw value buffers), with batched lookups."""
+        count, keys, vals = self.dump_raw()
+        ks, bs = self.info.key_size, self.buf_size
+        return {keys[i * ks : (i + 1) * ks]: vals[i * bs : (i + 1) * bs] for i in range(count)}
+
+    def dump_raw(self) -> tuple[int, bytes, bytes]:
+        """(count, keys, values): every entry, keys and raw value buffers packed back to back
+        in the same order, read with batched lookups (one syscall per max_entries)."""
         ks = self.info.key_size
         n = max(self.info.max_entries, 1)
         keys = ctypes.create_string_buffer(ks * n)
         vals = ctypes.create_string_buffer(self.buf_size * n)
         token_in = ctypes.create_string_buffer(8)
         token_out = ctypes.create_string_buffer(8)
-        out: dict[bytes, bytes] = {}
+        key_parts: list[bytes] = []
+        val_parts: list[bytes] = []
+        total = 0
         first = True
         while True:
             attr = struct.pack(
@@ -244,25 +253,30 @@ class Map:
             if ret < 0 and err != errno.ENOENT:
                 raise BpfError(err, self._op("dump"))
             count = struct.unpack_from("<I", buf.raw, 32)[0]
-            kr, vr = keys.raw, vals.raw
-            for i in range(count):
-                out[kr[i * ks : (i + 1) * ks]] = vr[i * self.buf_size : (i + 1) * self.buf_size]
+            key_parts.append(ctypes.string_at(keys, count * ks))
+            val_parts.append(ctypes.string_at(vals, count * self.buf_size))
+            total += count
             if err == errno.ENOENT or count == 0:
-                return out
+                return total, b"".join(key_parts), b"".join(val_parts)
             ctypes.memmove(token_in, token_out, 8)
             first = False
 
     def update_batch(self, items: list[tuple[bytes, bytes]]) -> None:
-        if not items:
+        if items:
+            self.update_batch_raw(
+                len(items), b"".join(k for k, _ in items), b"".join(v for _, v in items)
+            )
+
+    def update_batch_raw(self, count: int, keys: bytes, vals: bytes) -> None:
+        """Write `count` entries whose keys and value buffers are packed back to back."""
+        if not count:
             return
-        keys = b"".join(k for k, _ in items)
-        vals = b"".join(v for _, v in items)
         kb = ctypes.create_string_buffer(keys, len(keys))
         vb = ctypes.create_string_buffer(vals, len(vals))
         attr = struct.pack(
-            "<QQQQIIQQ", 0, 0, ctypes.addressof(kb), ctypes.addressof(vb), len(items), self.fd, 0, 0
+            "<QQQQIIQQ", 0, 0, ctypes.addressof(kb), ctypes.addressof(vb), count, self.fd, 0, 0
         )
-        sys_bpf(MAP_UPDATE_BATCH, attr, self._op(f"update of {len(items)} entries"))
+        sys_bpf(MAP_UPDATE_BATCH, attr, self._op(f"update of {count} entries"))
 
     def delete_batch(self, keys: list[bytes]) -> None:
         if not keys:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mplexctl import constants as C
@@ -13,6 +15,60 @@ from mplexctl.compiler.build import Build
 from mplexctl.errors import KernelError
 
 ZERO = layout.U32.pack(0)
+PREFIX_SIZE = 4  # route keys start with a u32: service index << 1 | slot
+
+
+class RouteDump:
+    """One dump of mplex_routes, kept as the two packed buffers the kernel filled: a 65,536-
+    route table is read in bulk (memoryview casts, slices) instead of entry by entry."""
+
+    def __init__(self, m: bpfsys.Map) -> None:
+        self.count, self.keys, self.values = m.dump_raw()
+        self.key_size, self.buf_size = m.info.key_size, m.buf_size
+        self.stride, self.ncpu, self.value_size = m.stride, m.ncpu, m.info.value_size
+        assert self.key_size % 4 == 0 and self.buf_size % 2 == 0
+
+    def prefixes(self) -> list[int]:
+        """Per entry, the u32 (service index << 1 | slot) its key starts with."""
+        words = memoryview(self.keys).cast("I")
+        return words[:: self.key_size // 4].tolist()
+
+    def groups(self) -> dict[int, list[int] | None]:
+        """prefix -> indexes of its entries (None: all of them, the usual single service)."""
+        prefixes = self.prefixes()
+        distinct = set(prefixes)
+        if len(distinct) <= 1:
+            return dict.fromkeys(distinct)
+        out: dict[int, list[int] | None] = {p: [] for p in distinct}
+        for i, p in enumerate(prefixes):
+            out[p].append(i)  # type: ignore[union-attr]
+        return out
+
+    def table(self, indexes: list[int] | None, tag_length: int) -> dict[bytes, int]:
+        """{tag: port} of the given entries (None: all); the port of CPU 0's value."""
+        ks = self.key_size
+        ports = array("H", memoryview(self.values).cast("H")[:: self.buf_size // 2])
+        ports.byteswap()  # stored in network byte order
+        if indexes is None:
+            start = PREFIX_SIZE
+            tags = [self.keys[i : i + tag_length] for i in range(start, self.count * ks, ks)]
+            return dict(zip(tags, ports, strict=True))
+        keys = self.keys
+        return {
+            keys[i * ks + PREFIX_SIZE : i * ks + PREFIX_SIZE + tag_length]: ports[i]
+            for i in indexes
+        }
+
+    def entries(self) -> dict[bytes, list[bytes]]:
+        """key -> per-CPU values (for counters; entry by entry)."""
+        ks, bs, st, vs = self.key_size, self.buf_size, self.stride, self.value_size
+        out = {}
+        for i in range(self.count):
+            raw = self.values[i * bs : (i + 1) * bs]
+            out[self.keys[i * ks : (i + 1) * ks]] = [
+                raw[c * st : c * st + vs] for c in range(self.ncpu)
+            ]
+        return out
 
 
 @dataclass(frozen=True)
@@ -127,6 +183,9 @@ class ProgramMaps:
         m = self.maps[C.MAP_ROUTES]
         return {k: m.per_cpu(v) for k, v in m.dump().items()}
 
+    def route_dump(self) -> RouteDump:
+        return RouteDump(self.maps[C.MAP_ROUTES])
+
     def route_values(self, key: bytes) -> list[bytes] | None:
         """Per-CPU values of one route entry, or None."""
         m = self.maps[C.MAP_ROUTES]
@@ -142,8 +201,21 @@ class ProgramMaps:
                 return m.replicate(v)
             return b"".join(x.ljust(m.stride, b"\0") for x in v)
 
+        keys = b"".join(k for k, _ in items)
+        self._write_raw(len(items), keys, b"".join(raw(v) for _, v in items))
+
+    def write_table(self, index: int, slot: int, routes: Mapping[bytes, int]) -> None:
+        """Write a whole route table of service `index` under `slot`, counters zero, in bulk."""
+        m = self.maps[C.MAP_ROUTES]
+        prefix = layout.U32.pack((index << 1) | slot)
+        keys = b"".join(prefix + tag.ljust(C.TAG_MAX_LEN, b"\0") for tag in routes)
+        value = {p: m.replicate(layout.route_value(p)) for p in set(routes.values())}
+        self._write_raw(len(routes), keys, b"".join(map(value.__getitem__, routes.values())))
+
+    def _write_raw(self, count: int, keys: bytes, vals: bytes) -> None:
+        m = self.maps[C.MAP_ROUTES]
         try:
-            m.update_batch([(k, raw(v)) for k, v in items])
+            m.update_batch_raw(count, keys, vals)
         except bpfsys.BpfError as exc:
             if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ENOMEM):
                 raise KernelError(
@@ -180,5 +252,6 @@ class ProgramMaps:
             self.maps[C.MAP_SVC_INFO].update(layout.U32.pack(svc.index), info)
             self.write_service_row(svc.index, 0, svc.value(build.max_windows, slot=0))
             self.set_active(svc.index, 0)
-        self.write_routes([(r.key(0), layout.route_value(r.port)) for r in build.routes])
+        for svc in build.services:
+            self.write_table(svc.index, 0, svc.routes)
         self.write_meta(build, seq, applied_ns, source, content)

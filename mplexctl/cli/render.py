@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mplexctl import constants as C
-from mplexctl.compiler.build import Build
-from mplexctl.engine.plan import Plan
-from mplexctl.engine.status import InterfaceStatus
+
+if TYPE_CHECKING:  # imported by the verbs that use them (start-up time counts: see README)
+    from mplexctl.compiler.build import Build
+    from mplexctl.engine.plan import Plan
+    from mplexctl.engine.status import InterfaceStatus
 
 
 def to_json(obj: Any) -> str:

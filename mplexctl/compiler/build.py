@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from mplexctl import constants as C
 from mplexctl.compiler import layout
 from mplexctl.compiler.source import render_config_header, render_source
-from mplexctl.config.model import Config, Service
+from mplexctl.config.model import Config, Routes, Service, tag_text
 
 
 @dataclass(frozen=True)
 class ServiceEntry:
-    """One row of the mplex_svcs array map (index = compiled service index)."""
+    """A compiled service: its row of the mplex_svcs array map (index = compiled service
+    index) and its route table. Desired (from a Build) and live (probed) alike."""
 
     index: int
     name: str
@@ -25,6 +28,30 @@ class ServiceEntry:
     tag_offset: int
     tag_length: int
     unmatched: str
+    routes: Routes  # tag bytes -> port
+
+    def behaviour(self) -> tuple[Any, ...]:
+        """What a service row holds (everything but the routes)."""
+        return (self.windows, self.tag_offset, self.tag_length, self.unmatched)
+
+    @cached_property
+    def routes_digest(self) -> str:
+        """Digest of the route table, whatever its order: sorted tags, then their ports."""
+        tags = sorted(self.routes)
+        h = hashlib.sha256(b"%d:%d:" % (self.tag_length, len(tags)))
+        h.update(b"".join(tags))
+        h.update(array("I", map(self.routes.__getitem__, tags)).tobytes())
+        return h.hexdigest()
+
+    def readable(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "port": self.port,
+            "windows": [f"{lo}..{hi}" for lo, hi in self.windows],
+            "tag": {"offset": self.tag_offset, "length": self.tag_length},
+            "unmatched": self.unmatched,
+            "routes": {tag_text(t): self.routes[t] for t in sorted(self.routes)},
+        }
 
     @property
     def flags(self) -> int:
@@ -54,8 +81,7 @@ class Build:
     defines: tuple[tuple[str, str], ...]
     header: str  # final text of mplex_config.h
     source: str  # final C source handed to BCC
-    services: tuple[ServiceEntry, ...]
-    routes: tuple[RouteEntry, ...]
+    services: tuple[ServiceEntry, ...]  # by index, each with its route table
     max_windows: int
     program_digest: str  # identifies the program (defines + C source)
     digest: str  # identifies the whole generation (program + map contents)
@@ -63,6 +89,15 @@ class Build:
     @property
     def generation(self) -> str:
         return self.digest[:12]
+
+    @property
+    def routes(self) -> tuple[RouteEntry, ...]:
+        """Every route, one object each, by service and tag (for people and tests)."""
+        return tuple(
+            RouteEntry(s.index, tag, s.routes[tag])
+            for s in self.services
+            for tag in sorted(s.routes)
+        )
 
     def service_by_name(self, name: str) -> ServiceEntry:
         return next(s for s in self.services if s.name == name)
@@ -87,7 +122,7 @@ class Build:
             C.MAP_ROUTES: [
                 {
                     "service": names[r.service],
-                    "tag": _tag_text(r.tag),
+                    "tag": tag_text(r.tag),
                     "port": r.port,
                     "key": r.key().hex(),
                     "value": layout.route_value(r.port).hex(),
@@ -95,12 +130,6 @@ class Build:
                 for r in self.routes
             ],
         }
-
-
-def _tag_text(tag: bytes) -> str:
-    from mplexctl.config.model import tag_text
-
-    return tag_text(tag)
 
 
 def _ordered(config: Config) -> list[Service]:
@@ -144,16 +173,16 @@ def compile_config(config: Config) -> Build:
             s.tag.offset,
             s.tag.length,
             s.unmatched,
+            s.table,
         )
         for i, s in enumerate(services)
     )
-    routes = tuple(RouteEntry(i, r.tag, r.port) for i, s in enumerate(services) for r in s.routes)
     program_digest = hashlib.sha256(source.encode()).hexdigest()
     canon = json.dumps(
         {
             "program": program_digest,
             "services": [s.value(config.limits.windows).hex() for s in entries],
-            "routes": [[r.key().hex(), r.port] for r in routes],
+            "routes": [s.routes_digest for s in entries],
             "interfaces": [[i.name, i.xdp_mode] for i in config.interfaces],
         },
         sort_keys=True,
@@ -165,7 +194,6 @@ def compile_config(config: Config) -> Build:
         header=header,
         source=source,
         services=entries,
-        routes=routes,
         max_windows=config.limits.windows,
         program_digest=program_digest,
         digest=hashlib.sha256(canon.encode()).hexdigest(),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 from mplexctl.compiler.header import render_common_header
 
 PROGRAM_FILE = "mplex.c"
@@ -15,6 +13,8 @@ def _include(name: str) -> str:
 
 
 def _read(name: str) -> str:
+    from importlib import resources  # ~4 ms to import: only when a file is read
+
     return resources.files("mplexctl.bpf").joinpath(name).read_text(encoding="utf-8")
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from types import MappingProxyType
 from typing import Any
 
-from mplexctl.config.model import Config, Interface, Limits, Route, Service, TagSpec, Window
-from mplexctl.config.schema import schema, schema_problems
-from mplexctl.config.semantic import decode_tag, semantic_problems
+from mplexctl.config.model import Config, Interface, Limits, Service, TagSpec, Window
+from mplexctl.config.schema import Verdicts, schema, schema_problems
+from mplexctl.config.semantic import Tables, decode_routes, semantic_problems
 from mplexctl.config.yamlsrc import Located, Path, YamlSyntaxError, load_located
 from mplexctl.errors import ConfigError
 
@@ -37,32 +38,35 @@ def _one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
-def load_config(filename: str) -> Config:
+def load_config(filename: str, verdicts: Verdicts | None = None) -> Config:
     try:
         with open(filename, encoding="utf-8") as fh:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{filename}: cannot read: {reason}"]) from None
-    return parse_config(text, filename)
+    return parse_config(text, filename, verdicts)
 
 
-def parse_config(text: str, filename: str = "<config>") -> Config:
+def parse_config(text: str, filename: str = "<config>", verdicts: Verdicts | None = None) -> Config:
     """Validate YAML text; raise ConfigError listing every problem as FILE:LINE: PATH: msg."""
     try:
         located = load_located(text)
     except YamlSyntaxError as exc:
         raise ConfigError([f"{filename}:{exc.line}: (top): {_one_line(exc.message)}"]) from None
-    problems = _problems(located)
+    tables: Tables = {}
+    problems = _problems(located, tables, verdicts)
     if problems:
         problems.sort(key=lambda p: (p[0], p[1]))
         raise ConfigError(
             [f"{filename}:{line}: {path}: {_one_line(msg)}" for line, path, msg in problems]
         )
-    return _build(located.data, filename)
+    return _build(located.data, filename, tables)
 
 
-def _problems(located: Located) -> list[tuple[int, str, str]]:
+def _problems(
+    located: Located, tables: Tables, verdicts: Verdicts | None
+) -> list[tuple[int, str, str]]:
     out: list[tuple[int, str, str]] = []
 
     def add(path: Path, message: str, key: bool = False) -> None:
@@ -71,7 +75,7 @@ def _problems(located: Located) -> list[tuple[int, str, str]]:
     if not isinstance(located.data, dict):
         add((), "the file must hold a mapping with version, interfaces and services")
         return out
-    schema_found = schema_problems(located.data)
+    schema_found = schema_problems(located.data, verdicts)
     for path, message, at_key in schema_found:
         add(path, message, at_key)
     flagged = {path for path, _, at_key in schema_found if at_key}
@@ -87,7 +91,7 @@ def _problems(located: Located) -> list[tuple[int, str, str]]:
             add(path, f"key {path[-1]!r} must be a string", key=True)
     for path in located.duplicate_keys:
         add(path, f"key {path[-1]!r} appears twice in the same mapping", key=True)
-    for path, message, at_key in semantic_problems(located.data, _limits(located.data)):
+    for path, message, at_key in semantic_problems(located.data, _limits(located.data), tables):
         add(path, message, at_key)
     return out
 
@@ -108,18 +112,15 @@ def _limits(data: dict[str, Any]) -> Limits:
     return Limits(**ok)
 
 
-def _build(data: dict[str, Any], filename: str) -> Config:
+def _build(data: dict[str, Any], filename: str, tables: Tables) -> Config:
     interfaces = tuple(
         Interface(name=i["name"], xdp_mode=i.get("xdp_mode", "auto")) for i in data["interfaces"]
     )
     services = []
-    for s in data["services"]:
+    for i, s in enumerate(data["services"]):
         tag = TagSpec(offset=s["tag"]["offset"], length=s["tag"]["length"])
-        routes = []
-        for key, port in s.get("routes", {}).items():
-            decoded = decode_tag(key, tag.length)
-            assert isinstance(decoded, bytes)  # validated above
-            routes.append(Route(tag=decoded, port=port))
+        table = tables.get(i) or decode_routes(s.get("routes", {}), tag.length)
+        assert table is not None  # validated above
         services.append(
             Service(
                 name=s["name"],
@@ -127,7 +128,7 @@ def _build(data: dict[str, Any], filename: str) -> Config:
                 port=s["port"],
                 windows=tuple(sorted(Window(w["min"], w["max"]) for w in s["payload_length"])),
                 tag=tag,
-                routes=tuple(sorted(routes)),
+                table=MappingProxyType(table),
                 unmatched=s.get("unmatched", "drop"),
             )
         )

@@ -41,6 +41,12 @@ def _entry(indent: int) -> re.Pattern[str]:
 
 
 @cache
+def _quoted_entry(indent: int) -> re.Pattern[str]:
+    """The usual route line, `"TAG": PORT` (a subset of _entry): key without quotes, port."""
+    return re.compile(rf'^ {{{indent}}}"([ !#-\[\]-~]*)":[ ]+([1-9][0-9]{{0,4}})[ ]*$', re.M)
+
+
+@cache
 def _block_end(col: int) -> re.Pattern[str]:
     """The first line that leaves a block nested under a key at column col."""
     return re.compile(rf"^ {{0,{col}}}(?=[^ \t\n#])", re.M)
@@ -91,8 +97,15 @@ def _read_block(body: str, col: int) -> dict[str, int] | None:
     first = _FIRST.search(text)
     if "\t" in text or first is None or len(first.group(1)) <= col:
         return None
-    entries = _entry(len(first.group(1))).findall(text)
+    indent = len(first.group(1))
     lines = text.count("\n") + 1
+    quoted = _quoted_entry(indent).findall(text)
+    if len(quoted) == lines:  # every line "TAG": PORT: read without a Python-level loop
+        pairs = dict(quoted)
+        return (
+            dict(zip(pairs, map(int, pairs.values()), strict=True)) if len(pairs) == lines else None
+        )
+    entries = _entry(indent).findall(text)
     if len(entries) != lines and len(entries) + len(_SKIP.findall(text)) != lines:
         return None
     routes = {(k[1:-1] if k[0] in "\"'" else k): int(p) for k, p in entries}

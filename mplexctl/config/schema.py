@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 from collections.abc import Iterator
 from functools import cache
-from importlib import resources
-from typing import Any
-
-import jsonschema
-from jsonschema import Draft202012Validator, ValidationError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mplexctl.config.yamlsrc import Path
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 SCHEMA_FILE = "config-v1.json"
 
 
 def schema_text() -> str:
+    from importlib import resources  # ~4 ms to import: only when a file is read
+
     return resources.files("mplexctl.config").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
 
 
@@ -39,17 +41,23 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _strict_const(_v: Any, const: Any, instance: Any, _s: Any) -> Iterator[ValidationError]:
+    from jsonschema import ValidationError
+
     if not _same(instance, const):
         yield ValidationError(f"{const!r} was expected")
 
 
 def _strict_enum(_v: Any, enums: Any, instance: Any, _s: Any) -> Iterator[ValidationError]:
+    from jsonschema import ValidationError
+
     if not any(_same(instance, e) for e in enums):
         yield ValidationError(f"{instance!r} is not one of {enums!r}")
 
 
 def _whole_pattern(_v: Any, pattern: str, instance: Any, _s: Any) -> Iterator[ValidationError]:
     # Python's re.search lets "$" match before a final newline ("telemetry\n" would pass).
+    from jsonschema import ValidationError
+
     if not isinstance(instance, str):
         return
     match = re.search(pattern, instance)
@@ -59,6 +67,10 @@ def _whole_pattern(_v: Any, pattern: str, instance: Any, _s: Any) -> Iterator[Va
 
 @cache
 def _validator() -> Any:
+    # Imported here: a no-op apply never validates, and jsonschema takes ~50 ms to import.
+    import jsonschema
+    from jsonschema import Draft202012Validator
+
     checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
     extend: Any = jsonschema.validators.extend  # untyped in the stubs
     cls = extend(
@@ -150,6 +162,69 @@ def _article(kind: Any) -> str:
     return names.get(str(kind), str(kind))
 
 
-def schema_problems(data: Any) -> list[tuple[Path, str, bool]]:
-    errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    return [m for e in errors for m in _messages(e)]
+def routes_valid(routes: dict[str, Any]) -> bool:
+    """What the schema asks of a routes mapping (every value a port), checked in bulk.
+    Implies that jsonschema finds nothing in it (tests/config/test_schema_routes.py)."""
+    port = schema()["$defs"]["port"]
+    values = routes.values()
+    return set(map(type, values)) <= {int} and (
+        not routes or (port["minimum"] <= min(values) and max(values) <= port["maximum"])
+    )
+
+
+def _checked_routes_emptied(data: Any) -> Any:
+    """data with every routes mapping that routes_valid() accepts replaced by {}: jsonschema
+    would spend ~4 us on each of 65,536 routes to find what routes_valid found in 3 ms."""
+    services = data.get("services") if isinstance(data, dict) else None
+    if not isinstance(services, list):
+        return data
+    slim = []
+    for svc in services:
+        routes = svc.get("routes") if isinstance(svc, dict) else None
+        if isinstance(routes, dict) and routes and routes_valid(routes):
+            svc = {**svc, "routes": {}}
+        slim.append(svc)
+    return {**data, "services": slim}
+
+
+class Verdicts(Protocol):
+    """Where schema_problems may remember inputs found valid (backend/verdicts.py)."""
+
+    def known_valid(self, digest: str) -> bool: ...
+
+    def remember_valid(self, digest: str) -> None: ...
+
+
+def _digest(data: Any) -> str:
+    """Names one input to one validator: the schema, this module (the validator's rules) and
+    the data (repr tells apart every type safe YAML yields: 1, True, "1", 1.0, dates...)."""
+    from mplexctl import __version__
+
+    with open(__file__, "rb") as fh:
+        rules = fh.read()
+    h = hashlib.sha256(rules)
+    text = "\0".join((__version__, schema_text(), repr(data)))
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def schema_problems(data: Any, verdicts: Verdicts | None = None) -> list[tuple[Path, str, bool]]:
+    """Every schema problem of data; with `verdicts`, an input found valid before is not
+    checked again (nor jsonschema imported)."""
+    slim = _checked_routes_emptied(data)
+    digest = _digest(slim) if verdicts is not None else ""
+    if verdicts is not None and verdicts.known_valid(digest):
+        return []
+    problems = _schema_problems(slim)
+    if verdicts is not None and not problems:
+        verdicts.remember_valid(digest)
+    return problems
+
+
+def _schema_problems(slim: Any) -> list[tuple[Path, str, bool]]:
+    errors = _validator().iter_errors(slim)
+    return [
+        m
+        for e in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))
+        for m in _messages(e)
+    ]

@@ -15,6 +15,7 @@ Problem = tuple[Path, str, bool]  # (path, message, the line is that of the key 
 _IFNAME_BAD = re.compile(r"[/:\s\x00]")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _HEX = set(string.hexdigits)
+_HEX_DIGITS = re.compile("[0-9A-Fa-f]*")
 IFNAMSIZ = 16  # Linux: 15 bytes + NUL
 MAX_LENGTH = 65535  # payload lengths (and window bounds) are 16-bit
 
@@ -63,6 +64,39 @@ def decode_tag(key: str, length: int) -> bytes | str:
     return key.encode("ascii")
 
 
+def decode_routes(routes: dict[str, Any], length: int) -> dict[bytes, Any] | None:
+    """{tag bytes: value} with every key decoded in bulk (as decode_tag does, key by key), or
+    None when a key is not a tag of `length` bytes or two keys name the same tag. A 65,536-
+    route table decodes in ~10 ms this way, ~100 ms key by key (tests/config/test_semantic)."""
+    if length < 1:
+        return None
+    hexed = [k for k in routes if k.startswith("hex:")]
+    if not hexed or len(hexed) == len(routes):
+        plain = [] if hexed else list(routes)
+        values = list(routes.values())  # already in the order of the tags below
+    else:
+        plain = [k for k in routes if not k.startswith("hex:")]
+        values = list(map(routes.__getitem__, plain + hexed))
+    tags: list[bytes] = []
+    if plain:
+        joined = "".join(plain)
+        if not (joined.isascii() and joined.isprintable()) or set(map(len, plain)) != {length}:
+            return None
+        tags += map(str.encode, plain)
+    if hexed:
+        # Each key is "hex:" + 2*length characters; with all of them hex digits, removing
+        # every "hex:" from the joined keys removes exactly the prefixes.
+        digits = "".join(hexed).replace("hex:", "")
+        if set(map(len, hexed)) != {4 + 2 * length} or len(digits) != 2 * length * len(hexed):
+            return None
+        if not _HEX_DIGITS.fullmatch(digits):
+            return None
+        blob = bytes.fromhex(digits)
+        tags += [blob[i : i + length] for i in range(0, len(blob), length)]
+    table = dict(zip(tags, values, strict=True))
+    return table if len(table) == len(routes) else None
+
+
 def check_interfaces(data: dict[str, Any]) -> Iterator[Problem]:
     seen: dict[str, int] = {}
     for i, iface in _dicts(data.get("interfaces")):
@@ -94,7 +128,12 @@ def _windows(svc: dict[str, Any]) -> list[tuple[int, Window]]:
     return out
 
 
-def check_service(i: int, svc: dict[str, Any], service_ports: dict[int, str]) -> Iterator[Problem]:
+Tables = dict[int, dict[bytes, Any]]  # service position -> decoded route table
+
+
+def check_service(
+    i: int, svc: dict[str, Any], service_ports: dict[int, str], tables: Tables | None = None
+) -> Iterator[Problem]:
     base: Path = ("services", i)
     name = _label(i, svc)
     windows = _windows(svc)
@@ -130,11 +169,16 @@ def check_service(i: int, svc: dict[str, Any], service_ports: dict[int, str]) ->
             f"payload of window {shortest} (tag.offset + tag.length = {off + length} "
             f"> {shortest.min})",
         )
-    yield from _check_routes(base, name, svc, length, service_ports)
+    yield from _check_routes(base, name, svc, length, service_ports, tables)
 
 
 def _check_routes(
-    base: Path, name: str, svc: dict[str, Any], length: int | None, service_ports: dict[int, str]
+    base: Path,
+    name: str,
+    svc: dict[str, Any],
+    length: int | None,
+    service_ports: dict[int, str],
+    tables: Tables | None,
 ) -> Iterator[Problem]:
     routes = svc.get("routes", {})
     if not isinstance(routes, dict):
@@ -145,6 +189,16 @@ def _check_routes(
             f"service {name}: no routes and unmatched: drop would drop every packet "
             "(add a route or set unmatched: pass)",
         )
+    if (
+        length is not None
+        and 1 <= length <= TAG_MAX_LEN
+        and set(map(type, routes.values())) <= {int}
+        and service_ports.keys().isdisjoint(routes.values())
+        and (table := decode_routes(routes, length)) is not None
+    ):
+        if tables is not None:
+            tables[int(base[1])] = table
+        return  # all well, found in bulk; else the loop below says what is wrong, route by route
     seen: dict[bytes, str] = {}
     for key, port in routes.items():
         path = (*base, "routes", key)
@@ -168,7 +222,7 @@ def _check_routes(
         seen.setdefault(tag, key)
 
 
-def check_services(data: dict[str, Any]) -> Iterator[Problem]:
+def check_services(data: dict[str, Any], tables: Tables | None = None) -> Iterator[Problem]:
     services = dict(_dicts(data.get("services")))
     names: dict[str, int] = {}
     endpoints: dict[tuple[str, int], int] = {}
@@ -195,7 +249,7 @@ def check_services(data: dict[str, Any]) -> Iterator[Problem]:
                     f"services[{first}] ({_label(first, services[first])})",
                 )
             endpoints.setdefault((proto, port), i)
-        yield from check_service(i, svc, ports)
+        yield from check_service(i, svc, ports, tables)
 
 
 def check_limits(data: dict[str, Any], limits: Limits) -> Iterator[Problem]:
@@ -223,7 +277,8 @@ def check_limits(data: dict[str, Any], limits: Limits) -> Iterator[Problem]:
         )
 
 
-def semantic_problems(data: Any, limits: Limits) -> list[Problem]:
+def semantic_problems(data: Any, limits: Limits, tables: Tables | None = None) -> list[Problem]:
+    """Every problem; `tables` receives the route tables decoded on the way (for the Config)."""
     if not isinstance(data, dict):
         return []
-    return [*check_interfaces(data), *check_services(data), *check_limits(data, limits)]
+    return [*check_interfaces(data), *check_services(data, tables), *check_limits(data, limits)]

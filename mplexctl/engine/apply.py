@@ -4,12 +4,14 @@ load -> validate -> compile -> probe -> plan -> apply -> verify (as nmstate's ne
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from mplexctl import __version__
 from mplexctl.backend import host
+from mplexctl.backend.verdicts import SchemaVerdicts
 from mplexctl.compiler.build import Build, compile_config
 from mplexctl.compiler.header import render_common_header
 from mplexctl.compiler.source import program_template
@@ -26,12 +28,20 @@ class ApplyResult:
     changed: bool
     generation: str
     plan: Plan
-    before: dict[str, Any]
-    after: dict[str, Any]
+    # (before, after) readable, made on demand: 2 x 65,536 routes are slow to spell out.
+    views: Callable[[], tuple[dict[str, Any], dict[str, Any]]]
     verified: bool
     check: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
     compiles: int = 0
+
+    @property
+    def before(self) -> dict[str, Any]:
+        return self.views()[0]
+
+    @property
+    def after(self) -> dict[str, Any]:
+        return self.views()[1]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +77,17 @@ def desired_view(build: Build) -> dict[str, Any]:
             for i in build.config.interfaces
         }
     }
+
+
+def _views(
+    before: LiveState, names: set[str], after: LiveState | Build
+) -> Callable[[], tuple[dict[str, Any], dict[str, Any]]]:
+    @cache
+    def views() -> tuple[dict[str, Any], dict[str, Any]]:
+        new = desired_view(after) if isinstance(after, Build) else live_view(after, names)
+        return live_view(before, names), new
+
+    return views
 
 
 def check_applicable(p: Plan) -> None:
@@ -121,21 +142,18 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
     with host.host_lock():
         live = probe()
         if unchanged_since_apply(live, source):
-            view = live_view(live, set())
             gen = live.mplex_interfaces()[0].program.generation  # type: ignore[union-attr]
-            return ApplyResult(False, gen, Plan(gen), view, view, True, check)
-        build = compile_config(load_config(path))  # validate + compile: nothing touched yet
+            return ApplyResult(False, gen, Plan(gen), _views(live, set(), live), True, check)
+        build = compile_config(load_config(path, SchemaVerdicts()))  # nothing touched yet
         names = {i.name for i in build.config.interfaces}
         stamp = Stamp(source, content_digest(desired_services(build)))
         p = plan(build, live, force=force)
         check_applicable(p)
-        before = live_view(live, names)
         if p.empty and not check:
             restamp(live, build, stamp)  # e.g. only comments changed: record the new file
         if check or p.empty:
-            return ApplyResult(
-                not p.empty, build.generation, p, before, desired_view(build), p.empty, check
-            )
+            views = _views(live, names, build)
+            return ApplyResult(not p.empty, build.generation, p, views, p.empty, check)
         host.ensure_bpffs()
         outcome = execute(p, build, live, stamp)
         after = probe()
@@ -147,8 +165,7 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
         True,
         build.generation,
         p,
-        before,
-        live_view(after, names),
+        _views(live, names, after),
         True,
         False,
         tuple(outcome.notes),

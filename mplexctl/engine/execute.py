@@ -14,7 +14,7 @@ from mplexctl.backend.loader import Loaded, compile_and_load
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
-from mplexctl.engine.plan import InterfacePlan, Plan, ServiceOp, changed_tags
+from mplexctl.engine.plan import InterfacePlan, Plan, ServiceOp
 from mplexctl.engine.state import InterfaceState, LiveState
 from mplexctl.errors import HostError, KernelError
 
@@ -118,7 +118,7 @@ def _route_values(
 ) -> list[tuple[bytes, bytes | list[bytes]]]:
     """Desired entries of one service under `slot`; kept tags keep their per-CPU counters."""
     items: list[tuple[bytes, bytes | list[bytes]]] = []
-    for tag, port in svc.service.routes:
+    for tag, port in svc.service.routes.items():
         old = live_entries.get(layout.route_key(svc.index, live_slot, tag))
         new = layout.route_value(port)
         value: bytes | list[bytes] = new if old is None else [new[:2] + v[2:] for v in old]
@@ -130,7 +130,7 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     active = pm.active()[op.index]
     slot = layout.unpack_svc(pm.service_row(op.index, active)).slot
     if op.kind == "route":  # one element, in place: no dump of the route map
-        (tag,) = changed_tags(op.live, op.service)
+        (tag,) = op.tags
         key = layout.route_key(op.index, slot, tag)
         want = dict(op.service.routes)
         if tag in want:

@@ -61,6 +61,7 @@ class ServiceOp:
     kind: str  # row | route | table
     service: ServiceState  # desired
     live: ServiceState  # as probed
+    tags: tuple[bytes, ...] = ()  # tags whose route changes
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,10 @@ def _windows(ws: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(f"{lo}..{hi}" for lo, hi in ws)
 
 
-def service_differences(old: ServiceState | None, new: ServiceState | None) -> list[str]:
+def service_differences(
+    old: ServiceState | None, new: ServiceState | None, tags: list[bytes] | None = None
+) -> list[str]:
+    """Readable differences; `tags` are changed_tags(old, new) when the caller has them."""
     if old is None and new is None:
         return []
     if old is None:
@@ -122,11 +126,9 @@ def service_differences(old: ServiceState | None, new: ServiceState | None) -> l
         )
     if old.unmatched != new.unmatched:
         out.append(f"service {name}: unmatched {old.unmatched} -> {new.unmatched}")
-    before, after = dict(old.routes), dict(new.routes)
-    for tag in sorted(before.keys() | after.keys()):
+    before, after = old.routes, new.routes
+    for tag in changed_tags(old, new) if tags is None else tags:
         a, b = before.get(tag), after.get(tag)
-        if a == b:
-            continue
         if a is None:
             out.append(f"service {name}: route {_q(tag)} -> {b} added")
         elif b is None:
@@ -137,9 +139,11 @@ def service_differences(old: ServiceState | None, new: ServiceState | None) -> l
 
 
 def changed_tags(old: ServiceState, new: ServiceState) -> list[bytes]:
-    """Tags whose route is added, removed or re-targeted from old to new."""
-    before, after = dict(old.routes), dict(new.routes)
-    return sorted(t for t in before.keys() | after.keys() if before.get(t) != after.get(t))
+    """Tags whose route is added, removed or re-targeted from old to new (sorted)."""
+    if old.routes == new.routes:
+        return []
+    # Set operations on dict item views run in C: ~7 ms for 65,536 routes.
+    return sorted({tag for tag, _port in old.routes.items() ^ new.routes.items()})
 
 
 # --- the planner --------------------------------------------------------------------------
@@ -179,13 +183,13 @@ def _same_program(
     ops = []
     for want in desired:
         have = prog.services[want.index]
-        lines = service_differences(have, want)
+        tags = changed_tags(have, want)
+        lines = service_differences(have, want, tags)
         if not lines:
             continue
-        n = len(changed_tags(have, want))
         same_row = have.behaviour() == want.behaviour()
-        kind = "route" if same_row and n == 1 else ("row" if n == 0 else "table")
-        ops.append(ServiceOp(want.index, kind, want, have))
+        kind = "route" if same_row and len(tags) == 1 else ("row" if not tags else "table")
+        ops.append(ServiceOp(want.index, kind, want, have, tuple(tags)))
         for line in lines:
             b.add(iface.name, kind, line, want.name)
     cleanup = prog.stray_routes > 0 or not prog.rows_in_sync

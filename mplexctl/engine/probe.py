@@ -5,34 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import MappingProxyType
 
 from mplexctl import constants as C
 from mplexctl.backend import bpfsys, netlink
-from mplexctl.backend.program import ProgramMaps
+from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
 from mplexctl.engine.state import InterfaceState, LiveState, ProgramState, ServiceState
 
 _PROTO_NAMES = {v: k for k, v in C.PROTO_NUMBERS.items()}
 
 
-RouteEntries = dict[bytes, list[bytes]]  # route key -> per-CPU values
-
-
-def by_service_slot(entries: RouteEntries) -> dict[bytes, RouteEntries]:
-    """Route entries grouped by the 4-byte (service << 1 | slot) prefix of their key."""
-    groups: dict[bytes, RouteEntries] = {}
-    for key, values in entries.items():
-        groups.setdefault(key[:4], {})[key] = values
-    return groups
-
-
-def read_program(pm: ProgramMaps, entries: RouteEntries) -> ProgramState:
-    """The program's state from its maps; `entries` is one dump of its route map."""
+def read_program(pm: ProgramMaps, dump: RouteDump) -> ProgramState:
+    """The program's state from its maps; `dump` is one dump of its route map."""
     meta = pm.meta()
     assert meta is not None  # ProgramMaps.open checked the magic
     info = pm.service_info()
     active = pm.active()
-    groups = by_service_slot(entries)
+    groups = dump.groups()
     services, slots = [], []
     live_count = 0
     in_sync = True
@@ -42,10 +32,11 @@ def read_program(pm: ProgramMaps, entries: RouteEntries) -> ProgramState:
         in_sync &= bool(flags & C.SVC_F_VALID)
         slot = row.slot
         slots.append(slot)
-        tag_len = row.tag_len
-        live = groups.get(layout.U32.pack((index << 1) | slot), {})
-        live_count += len(live)
-        routes = [(k[4 : 4 + tag_len], layout.route_port(v[0])) for k, v in live.items()]
+        prefix = (index << 1) | slot
+        routes: dict[bytes, int] = {}
+        if prefix in groups:
+            routes = dump.table(groups[prefix], row.tag_len)
+        live_count += len(routes)
         services.append(
             ServiceState(
                 index,
@@ -54,9 +45,9 @@ def read_program(pm: ProgramMaps, entries: RouteEntries) -> ProgramState:
                 port,
                 row.windows,
                 row.tag_off,
-                tag_len,
+                row.tag_len,
                 "pass" if flags & C.SVC_F_PASS_UNMATCHED else "drop",
-                tuple(sorted(routes)),
+                MappingProxyType(routes),
             )
         )
     return ProgramState(
@@ -67,7 +58,7 @@ def read_program(pm: ProgramMaps, entries: RouteEntries) -> ProgramState:
         applied_ns=meta.applied_ns,
         services=tuple(services),
         route_slot=tuple(slots),
-        stray_routes=len(entries) - live_count,
+        stray_routes=dump.count - live_count,
         rows_in_sync=in_sync,
         source_digest=meta.source_digest,
         content_digest=meta.content_digest,
@@ -78,21 +69,21 @@ def read_program(pm: ProgramMaps, entries: RouteEntries) -> ProgramState:
 @contextmanager
 def opened(
     link: netlink.LinkXdp,
-) -> Iterator[tuple[InterfaceState, ProgramMaps | None, RouteEntries]]:
+) -> Iterator[tuple[InterfaceState, ProgramMaps | None, RouteDump | None]]:
     """The interface's state, and while inside, its program's maps and one route dump."""
     if link.prog_id == 0:
-        yield InterfaceState(link.name, link.index, None, 0), None, {}
+        yield InterfaceState(link.name, link.index, None, 0), None, None
         return
     pm = ProgramMaps.open(link.prog_id)
     if pm is None:
         name = _prog_name(link.prog_id)
-        yield InterfaceState(link.name, link.index, link.mode, link.prog_id, name), None, {}
+        yield InterfaceState(link.name, link.index, link.mode, link.prog_id, name), None, None
         return
     try:
-        entries = pm.route_entries()
-        program = read_program(pm, entries)
+        dump = pm.route_dump()
+        program = read_program(pm, dump)
         state = InterfaceState(link.name, link.index, link.mode, link.prog_id, C.PROG_NAME, program)
-        yield state, pm, entries
+        yield state, pm, dump
     finally:
         pm.close()
 

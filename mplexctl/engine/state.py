@@ -7,29 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mplexctl.compiler.build import Build, ServiceEntry
-from mplexctl.config.model import tag_text
 
-
-@dataclass(frozen=True)
-class ServiceState(ServiceEntry):
-    """A service row plus its routes: what the data plane does for one service (comparable
-    between desired and live)."""
-
-    routes: tuple[tuple[bytes, int], ...]  # sorted (tag, port)
-
-    def behaviour(self) -> tuple[Any, ...]:
-        """What a service row holds (everything but the routes)."""
-        return (self.windows, self.tag_offset, self.tag_length, self.unmatched)
-
-    def readable(self) -> dict[str, Any]:
-        return {
-            "protocol": self.protocol,
-            "port": self.port,
-            "windows": [f"{lo}..{hi}" for lo, hi in self.windows],
-            "tag": {"offset": self.tag_offset, "length": self.tag_length},
-            "unmatched": self.unmatched,
-            "routes": {tag_text(t): p for t, p in self.routes},
-        }
+# A service as the data plane sees it (row + routes): the same shape desired and live.
+ServiceState = ServiceEntry
 
 
 @dataclass(frozen=True)
@@ -77,12 +57,7 @@ class LiveState:
 
 
 def desired_services(build: Build) -> tuple[ServiceState, ...]:
-    by_index: dict[int, list[tuple[bytes, int]]] = {s.index: [] for s in build.services}
-    for r in build.routes:
-        by_index[r.service].append((r.tag, r.port))
-    return tuple(
-        ServiceState(**vars(s), routes=tuple(sorted(by_index[s.index]))) for s in build.services
-    )
+    return build.services
 
 
 def content_digest(services: tuple[ServiceState, ...]) -> str:
@@ -90,8 +65,7 @@ def content_digest(services: tuple[ServiceState, ...]) -> str:
     h = hashlib.sha256()
     for s in services:
         h.update(repr((s.index, s.name, s.protocol, s.port, s.behaviour())).encode())
-        for tag, port in s.routes:
-            h.update(len(tag).to_bytes(1, "little") + tag + port.to_bytes(2, "big"))
+        h.update(s.routes_digest.encode())
     return h.hexdigest()
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from mplexctl import constants as C
 from mplexctl.backend import netlink
-from mplexctl.backend.program import ProgramMaps
+from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
 from mplexctl.config.model import tag_text
-from mplexctl.engine.probe import RouteEntries, by_service_slot, opened
+from mplexctl.engine.probe import opened
 from mplexctl.engine.state import ProgramState
 
 
@@ -75,11 +75,17 @@ class InterfaceStatus:
         }
 
 
-def _services(
-    pm: ProgramMaps, prog: ProgramState, entries: RouteEntries
-) -> tuple[ServiceStatus, ...]:
+def _by_service_slot(dump: RouteDump) -> dict[bytes, dict[bytes, list[bytes]]]:
+    """Route entries (key -> per-CPU values) grouped by the 4-byte prefix of their key."""
+    groups: dict[bytes, dict[bytes, list[bytes]]] = {}
+    for key, values in dump.entries().items():
+        groups.setdefault(key[:4], {})[key] = values
+    return groups
+
+
+def _services(pm: ProgramMaps, prog: ProgramState, dump: RouteDump) -> tuple[ServiceStatus, ...]:
     counters = pm.service_counters()
-    groups = by_service_slot(entries)
+    groups = _by_service_slot(dump)
     out = []
     for svc in prog.services:
         prefix = layout.U32.pack((svc.index << 1) | prog.route_slot[svc.index])
@@ -109,9 +115,9 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
             continue
         if not names and link.prog_id == 0:
             continue
-        with opened(link) as (state, pm, entries):
+        with opened(link) as (state, pm, dump):
             prog = state.program
-            services = _services(pm, prog, entries) if pm and prog else ()
+            services = _services(pm, prog, dump) if pm and prog and dump else ()
         owner = "none" if state.prog_id == 0 else ("mplex" if prog else "foreign")
         out.append(
             InterfaceStatus(

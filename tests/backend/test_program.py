@@ -1,0 +1,72 @@
+"""RouteDump reads a real route map in bulk exactly as entry-by-entry reading does."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pytest
+
+from mplexctl.backend.loader import compile_and_load
+from mplexctl.backend.program import ProgramMaps
+from mplexctl.compiler import layout
+from mplexctl.compiler.build import compile_config
+from mplexctl.config import parse_config
+
+pytestmark = [pytest.mark.kernel, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+N_BIG = 5000
+
+
+def _config() -> str:
+    big = "\n".join(f'      "hex:{i:06x}": {10000 + i % 50000}' for i in range(N_BIG))
+    return f"""version: 1
+interfaces: [{{name: lo}}]
+services:
+  - name: alpha
+    protocol: udp
+    port: 5000
+    payload_length: [{{min: 10, max: 300}}]
+    tag: {{offset: 0, length: 3}}
+    routes:
+{big}
+  - name: beta
+    protocol: tcp
+    port: 6000
+    payload_length: [{{min: 10, max: 300}}]
+    tag: {{offset: 2, length: 2}}
+    routes: {{"ab": 7001, "hex:0000": 7002, "zz": 7003}}
+"""
+
+
+def test_route_dump_matches_entry_by_entry_reading() -> None:
+    build = compile_config(parse_config(_config()))
+    loaded = compile_and_load(build)
+    try:
+        pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
+        pm.fill(build)
+        other = MappingProxyType({b"abc": 9001, b"\x00\x00\x01": 9002})
+        pm.write_table(0, 1, other)  # the other slot of alpha, as during a table swap
+        dump = pm.route_dump()
+        assert dump.count == N_BIG + 3 + 2
+        entries = pm.route_entries()
+        assert dump.entries() == entries
+        groups = dump.groups()
+        assert set(groups) == {0 << 1 | 0, 0 << 1 | 1, 1 << 1 | 0}
+        alpha, beta = build.services
+        want = {0: alpha.routes, 1: other, 2: beta.routes}
+        lengths = {0: 3, 1: 3, 2: 2}
+        for prefix, indexes in groups.items():
+            table = dump.table(indexes, lengths[prefix])
+            assert table == want[prefix]
+            by_entries = {
+                k[4 : 4 + lengths[prefix]]: layout.route_port(v[0])
+                for k, v in entries.items()
+                if layout.U32.unpack(k[:4])[0] == prefix
+            }
+            assert table == by_entries
+        pm.delete_routes([k for k in entries if layout.U32.unpack(k[:4])[0] != 0])
+        single = pm.route_dump()
+        assert single.groups() == {0: None}  # one prefix: read without per-entry indexes
+        assert single.table(None, 3) == alpha.routes
+    finally:
+        loaded.close()
