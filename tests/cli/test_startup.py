@@ -1,0 +1,25 @@
+"""The apply/diff/status path starts without the heavy imports it does not need: pyroute2
+(~0.1 s) only for a change of attachment, jsonschema (~50 ms) only to validate, bcc only to
+compile. Start-up time is most of a no-op apply's budget (README: figures)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+CODE = """
+import sys
+import mplexctl.cli.main, mplexctl.engine.apply, mplexctl.engine.probe, mplexctl.engine.status
+import mplexctl.config, mplexctl.compiler.build
+heavy = sorted(m for m in ("pyroute2", "jsonschema", "bcc") if m in sys.modules)
+print(",".join(heavy))
+"""
+
+
+def test_heavy_modules_are_imported_lazily() -> None:
+    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
