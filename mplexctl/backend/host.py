@@ -7,9 +7,11 @@ import errno
 import fcntl
 import os
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 from mplexctl.errors import HostError, LockError
 
@@ -18,6 +20,7 @@ NETNS_RUN_DIR = "/run/netns"
 LOCK_DIR = "/run/mplexctl"
 BPFFS = "/sys/fs/bpf"
 FAULT_ENV = "MPLEXCTL_FAULT_KILL_AT"  # test hook: SIGKILL ourselves at a named point
+T = TypeVar("T")
 
 
 def enter_netns(name: str) -> None:
@@ -76,6 +79,40 @@ def ensure_bpffs() -> None:
     if libc.mount(b"bpf", BPFFS.encode(), b"bpf", 0, None) != 0:
         err = ctypes.get_errno()
         raise HostError(f"cannot mount bpffs at {BPFFS}: {os.strerror(err)}")
+
+
+class Pending(Generic[T]):
+    """The result of a function running in another thread (see in_background)."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        # A thread starts in the network namespace of the thread that creates it.
+        self._thread = threading.Thread(target=self._run, name="mplexctl-background")
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+@contextmanager
+def in_background(fn: Callable[[], T]) -> Iterator[Pending[T]]:
+    """Run fn in another thread while the block runs; the thread is always joined on exit."""
+    pending = Pending(fn)
+    pending._thread.start()
+    try:
+        yield pending
+    finally:
+        pending._thread.join()
 
 
 def fault_point(name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -19,9 +20,9 @@ SCHEMA_FILE = "config-v1.json"
 
 
 def schema_text() -> str:
-    from importlib import resources  # ~4 ms to import: only when a file is read
-
-    return resources.files("mplexctl.config").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    # The JSON file ships inside this package (package-data): read it next to this module.
+    with open(os.path.join(os.path.dirname(__file__), SCHEMA_FILE), encoding="utf-8") as fh:
+        return fh.read()
 
 
 @cache

@@ -107,3 +107,19 @@ def _prog_name(prog_id: int) -> str:
 def probe() -> LiveState:
     """Every interface of this network namespace and what XDP program it carries."""
     return LiveState({link.name: probe_interface(link) for link in netlink.list_links()})
+
+
+def recorded_sources() -> set[str]:
+    """The config-file digests the mplex programs of this namespace were applied from, read
+    from their metadata alone (no route dump): tells apply whether a no-op is possible."""
+    out = set()
+    for link in netlink.list_links():
+        if link.prog_id:
+            pm = ProgramMaps.open(link.prog_id)
+            if pm is not None:
+                try:
+                    meta = pm.meta()
+                    out.add(meta.source_digest if meta else "")
+                finally:
+                    pm.close()
+    return out
