@@ -9,12 +9,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 from dataclasses import dataclass
 from functools import cache
 
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
+_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +40,8 @@ class Loaded:
 @contextmanager
 def _captured_stderr() -> Iterator[list[str]]:
     """BCC and libbpf print diagnostics on fd 2; keep them for the error message instead."""
+    import tempfile  # ~3 ms to import, and only a compile needs it
+
     lines: list[str] = []
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         saved = os.dup(2)

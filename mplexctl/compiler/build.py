@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from itertools import repeat
+from typing import Any, Literal
 
 from mplexctl import constants as C
 from mplexctl.compiler import layout
@@ -36,11 +38,15 @@ class ServiceEntry:
 
     @cached_property
     def routes_digest(self) -> str:
-        """Digest of the route table, whatever its order: sorted tags, then their ports."""
-        tags = sorted(self.routes)
-        h = hashlib.sha256(b"%d:%d:" % (self.tag_length, len(tags)))
-        h.update(b"".join(tags))
-        h.update(array("I", map(self.routes.__getitem__, tags)).tobytes())
+        """Digest of the route table, whatever its order: tags (as big-endian integers of
+        tag_length bytes, which sort faster than bytes) in order, then their ports."""
+        big: Iterator[Literal["big"]] = repeat("big")
+        tag_ints = map(int.from_bytes, self.routes, big)  # a tag fits a u64
+        keyed = dict(zip(tag_ints, self.routes.values(), strict=True))
+        order = sorted(keyed)
+        h = hashlib.sha256(b"%d:%d:" % (self.tag_length, len(order)))
+        h.update(array("Q", order).tobytes())
+        h.update(array("H", map(keyed.__getitem__, order)).tobytes())
         return h.hexdigest()
 
     def readable(self) -> dict[str, Any]:

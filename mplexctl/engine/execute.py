@@ -7,16 +7,19 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mplexctl.backend import bpfsys, netlink
 from mplexctl.backend.host import fault_point
-from mplexctl.backend.loader import Loaded, compile_and_load
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
 from mplexctl.engine.plan import InterfacePlan, Plan, ServiceOp
 from mplexctl.engine.state import InterfaceState, LiveState
 from mplexctl.errors import HostError, KernelError
+
+if TYPE_CHECKING:
+    from mplexctl.backend.loader import Loaded
 
 
 @dataclass
@@ -57,7 +60,7 @@ class _Prepared:
 
     plan: InterfacePlan
     live: InterfaceState
-    loaded: Loaded
+    loaded: Loaded  # backend.loader (imported when a program is compiled)
     old_fd: int | None  # held open so a rollback can put the old program back
 
 
@@ -68,6 +71,8 @@ def _prepare(
     ip: InterfacePlan, build: Build, live: InterfaceState, out: Outcome, stamp: Stamp
 ) -> _Prepared:
     """Compile, load and fill: everything that can fail before the host is touched."""
+    from mplexctl.backend.loader import compile_and_load  # bcc and friends: only to compile
+
     loaded = compile_and_load(build)
     out.compiles += 1
     fault_point("after-load")
