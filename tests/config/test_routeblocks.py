@@ -14,19 +14,11 @@ import pytest
 from mplexctl.config import routeblocks
 from mplexctl.config.yamlsrc import Located, Path, YamlSyntaxError, _load, load_located
 from tests.config.test_fuzz import EXAMPLE, _mutate
+from tests.samples import SERVICE_HEAD
 
 pytestmark = pytest.mark.unit
 
-HEAD = """version: 1
-interfaces:
-  - name: eth0
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length: [{min: 290, max: 294}]
-    tag: {offset: 20, length: 3}
-"""
+HEAD = SERVICE_HEAD
 
 
 def _outcome(load: Any, text: str) -> tuple[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from mplexctl.config.schema import _validator, routes_valid, schema_problems
+from tests.samples import service_doc
 
 pytestmark = pytest.mark.unit
 
@@ -18,27 +19,10 @@ VALUES: list[Any] = [
 ]
 
 
-def _doc(routes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "interfaces": [{"name": "eth0"}],
-        "services": [
-            {
-                "name": "s",
-                "protocol": "udp",
-                "port": 5000,
-                "payload_length": [{"min": 10, "max": 20}],
-                "tag": {"offset": 0, "length": 3},
-                "routes": routes,
-            }
-        ],
-    }
-
-
 def _schema_finds_nothing(routes: dict[str, Any]) -> bool:
     return not any(
         list(e.absolute_path)[:3] == ["services", 0, "routes"]
-        for e in _validator().iter_errors(_doc(routes))
+        for e in _validator().iter_errors(service_doc(routes=routes))
     )
 
 
@@ -61,7 +45,7 @@ def test_problems_in_a_big_table_still_come_from_the_schema() -> None:
     routes: dict[str, Any] = {f"{i:03d}": 1000 + i for i in range(900)}
     routes["050"] = True
     routes["051"] = 70000
-    found = {(p, m) for p, m, _ in schema_problems(_doc(routes))}
+    found = {(p, m) for p, m, _ in schema_problems(service_doc(routes=routes))}
     assert found == {
         (("services", 0, "routes", "050"), "must be a whole number, not a boolean"),
         (("services", 0, "routes", "051"), "70000 is out of range: must be at most 65535"),
