@@ -26,6 +26,8 @@ _NON_PRINTABLE = re.compile(
     "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
 _HEADER = re.compile(r"^( *)((?:- +)?)routes:(?:[ ]+#[^\n]*|[ ]*)\n", re.M)
+# YAML refuses a key that runs over 1024 characters; a tag is at most 20 (hex: + 16 digits).
+KEY_MAX = 256
 _FIRST = re.compile(r"^( *)[^ \n#]", re.M)  # the first line holding something
 _SKIP = re.compile(r"^ *(?:#[^\n]*)?$", re.M)  # blank and comment-only lines
 
@@ -34,7 +36,8 @@ _SKIP = re.compile(r"^ *(?:#[^\n]*)?$", re.M)  # blank and comment-only lines
 def _entry(indent: int) -> re.Pattern[str]:
     """A route line at exactly `indent` spaces: key (with its quotes) and port."""
     return re.compile(
-        rf"^ {{{indent}}}(\"[ !#-\[\]-~]*\"|'[ -&(-~]*'|hex:[0-9A-Fa-f]+)"
+        rf"^ {{{indent}}}(\"[ !#-\[\]-~]{{0,{KEY_MAX}}}\"|'[ -&(-~]{{0,{KEY_MAX}}}'"
+        rf"|hex:[0-9A-Fa-f]{{1,{KEY_MAX}}})"
         r":[ ]+([1-9][0-9]{0,4})(?:[ ]+#[^\n]*|[ ]*)$",
         re.M,
     )
@@ -43,7 +46,9 @@ def _entry(indent: int) -> re.Pattern[str]:
 @cache
 def _quoted_entry(indent: int) -> re.Pattern[str]:
     """The usual route line, `"TAG": PORT` (a subset of _entry): key without quotes, port."""
-    return re.compile(rf'^ {{{indent}}}"([ !#-\[\]-~]*)":[ ]+([1-9][0-9]{{0,4}})[ ]*$', re.M)
+    return re.compile(
+        rf'^ {{{indent}}}"([ !#-\[\]-~]{{0,{KEY_MAX}}})":[ ]+([1-9][0-9]{{0,4}})[ ]*$', re.M
+    )
 
 
 @cache

@@ -200,8 +200,10 @@ def _fill(out: Located, walker: _Walker, lane: routeblocks.Lane) -> bool:
         if not (block_style and quoted and line == block.header_line and path[-1] == "routes"):
             return False
         places.append((path, block))
-    if len(walker.sentinels) != len(lane.blocks):
-        return False
+    if len(walker.sentinels) != len(lane.blocks) or out.duplicate_keys:
+        return False  # a repeated key may have replaced a sentinel (or one of its parents)
+    if any(len(path) + 1 > MAX_DEPTH for path, _ in places):
+        return False  # the block's entries would be nested too deeply: walk() says so
     for path, block in places:
         parent = out.data
         for part in path[:-1]:

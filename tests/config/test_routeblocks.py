@@ -79,7 +79,9 @@ def _generated(rng: random.Random) -> str:
             lines.append(rng.choice(["", "   ", "# comment", "      # indented comment"]))
         else:
             lines.append(_route_line(rng, indent, used))
-    lines.append(rng.choice(["    unmatched: drop", "  - name: second", "limits: {routes: 9}", ""]))
+    tails = ["    unmatched: drop", "  - name: second", "limits: {routes: 9}", ""]
+    tails += ["    routes: {}", "    routes: 5", "services: 5", "services: {}"]  # repeated keys
+    lines.append(rng.choice(tails))
     return "\n".join(lines) + rng.choice(["\n", ""])
 
 
@@ -133,6 +135,19 @@ def test_unusual_blocks_take_the_ordinary_path(routes: str) -> None:
         # a character YAML refuses, in a comment the lane would drop
         HEAD + '    routes:  # \x00\n      "600": 5001\n',
         HEAD + '    routes:\n      # \x01\n      "600": 5001\n',
+        # a repeated key after the block replaces it, or one of its parents (review F1)
+        'routes:\n  "a": 1\nroutes: x\n',
+        's:\n  routes:\n    "a": 1\ns: {}\n',
+        's:\n  routes:\n    "a": 1\ns: 5\n',
+        # the block's entries deeper than MAX_DEPTH (review F2)
+        "".join(" " * i + f"k{i}:\n" for i in range(31))
+        + " " * 31
+        + "routes:\n"
+        + " " * 32
+        + '"a": 1\n',
+        # keys longer than YAML allows (review F3)
+        'routes:\n  "' + "a" * 1023 + '": 1\n',
+        "routes:\n  hex:" + "0" * 1021 + ": 1\n",
         # two documents
         HEAD + '    routes:\n      "600": 5001\n---\nx: 1\n',
     ],
