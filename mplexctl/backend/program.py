@@ -44,10 +44,14 @@ class RouteDump:
             out[p].append(i)  # type: ignore[union-attr]
         return out
 
+    def ports_raw(self) -> bytes:
+        """Per entry, in dump order, the 2 bytes of CPU 0's port (network byte order)."""
+        return array("H", memoryview(self.values).cast("H")[:: self.buf_size // 2]).tobytes()
+
     def table(self, indexes: list[int] | None, tag_length: int) -> dict[bytes, int]:
         """{tag: port} of the given entries (None: all); the port of CPU 0's value."""
         ks = self.key_size
-        ports = array("H", memoryview(self.values).cast("H")[:: self.buf_size // 2])
+        ports = array("H", self.ports_raw())
         ports.byteswap()  # stored in network byte order
         if indexes is None:
             start = PREFIX_SIZE

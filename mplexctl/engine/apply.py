@@ -13,12 +13,13 @@ from mplexctl import __version__
 from mplexctl.backend import host
 from mplexctl.backend.host import in_background
 from mplexctl.backend.verdicts import SchemaVerdicts
+from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build, compile_config
 from mplexctl.compiler.source import c_inputs
 from mplexctl.config import load_config
 from mplexctl.engine.execute import Stamp, execute
 from mplexctl.engine.plan import Plan, plan
-from mplexctl.engine.probe import probe, recorded_sources
+from mplexctl.engine.probe import RouteWrites, probe, recorded_sources
 from mplexctl.engine.state import LiveState, content_digest, desired_services, readable_state
 from mplexctl.errors import HostError, KernelError, RefusedError
 
@@ -169,7 +170,7 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
             return ApplyResult(not p.empty, build.generation, p, views, p.empty, check)
         host.ensure_bpffs()
         outcome = execute(p, build, live, stamp)
-        after = probe()
+        after = probe(expect=route_writes(p, live, build))
         leftover = plan(build, after, force=force)
         if not leftover.empty:
             lines = "; ".join(c.detail for c in leftover.changes) or "state still differs"
@@ -184,6 +185,27 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
         tuple(outcome.notes),
         outcome.compiles,
     )
+
+
+def route_writes(p: Plan, live: LiveState, build: Build) -> dict[str, RouteWrites]:
+    """Per interface, the route ports p writes in place (when that is all it does to the
+    routes), so that the verifying re-probe can confirm them without decoding every route."""
+    out = {}
+    for ip in p.interfaces:
+        state = live.interfaces.get(ip.name)
+        prog = state.program if state is not None else None
+        if prog is None or ip.program_action is not None or ip.cleanup:
+            continue
+        writes: dict[bytes, int] = {}
+        for op in ip.service_ops:
+            if op.kind == "table" or (op.kind == "route" and op.tags[0] not in op.service.routes):
+                break  # entries added or removed: decode the re-probe
+            if op.kind == "route":
+                key = layout.route_key(op.index, prog.route_slot[op.index], op.tags[0])
+                writes[key] = op.service.routes[op.tags[0]]
+        else:
+            out[ip.name] = RouteWrites(prog, desired_services(build), writes)
+    return out
 
 
 def restamp(live: LiveState, build: Build, stamp: Stamp) -> None:

@@ -140,7 +140,7 @@ def service_differences(
 
 def changed_tags(old: ServiceState, new: ServiceState) -> list[bytes]:
     """Tags whose route is added, removed or re-targeted from old to new (sorted)."""
-    if old.routes == new.routes:
+    if old.routes is new.routes or old.routes == new.routes:
         return []
     # Set operations on dict item views run in C: ~7 ms for 65,536 routes.
     return sorted({tag for tag, _port in old.routes.items() ^ new.routes.items()})

@@ -5,37 +5,83 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from mplexctl import constants as C
 from mplexctl.backend import bpfsys, netlink
 from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
-from mplexctl.engine.state import InterfaceState, LiveState, ProgramState, ServiceState
+from mplexctl.config.model import Routes
+from mplexctl.engine.state import (
+    InterfaceState,
+    LiveState,
+    ProgramState,
+    RouteImage,
+    ServiceState,
+)
 
 _PROTO_NAMES = {v: k for k, v in C.PROTO_NUMBERS.items()}
 
 
-def read_program(pm: ProgramMaps, dump: RouteDump) -> ProgramState:
+@dataclass(frozen=True)
+class RouteWrites:
+    """Route ports an apply wrote in place into one program (no entry added or removed, no
+    table or program swap), and the state they were planned from: see read_program."""
+
+    before: ProgramState  # as probed before the apply, with its route image
+    desired: tuple[ServiceState, ...]
+    writes: dict[bytes, int]  # full route key -> port written
+
+
+def _confirmed(
+    writes: RouteWrites | None,
+    pm: ProgramMaps,
+    dump: RouteDump,
+    names: list[str],
+    slots: list[int],
+) -> bool:
+    """True when the dump holds exactly the entries of the earlier probe, in the same order,
+    with exactly the planned ports written. The earlier probe's routes differed from the
+    desired ones by exactly those writes (the plan), so the routes now decode to the desired
+    tables: the re-probe reads every entry again but need not decode 65,536 of them."""
+    if writes is None or writes.before.prog_id != pm.prog_id or writes.before.image is None:
+        return False
+    image = writes.before.image
+    if [s.name for s in writes.desired] != names or [
+        s.name for s in writes.before.services
+    ] != names:
+        return False
+    if tuple(slots) != writes.before.route_slot or dump.keys != image.keys:
+        return False
+    return image.patched(writes.writes) == dump.ports_raw()
+
+
+def read_program(
+    pm: ProgramMaps, dump: RouteDump, writes: RouteWrites | None = None
+) -> ProgramState:
     """The program's state from its maps; `dump` is one dump of its route map."""
     meta = pm.meta()
     assert meta is not None  # ProgramMaps.open checked the magic
     info = pm.service_info()
     active = pm.active()
-    groups = dump.groups()
-    services, slots = [], []
+    rows = [layout.unpack_svc(pm.service_row(i, active[i])) for i in range(len(info))]
+    slots = [row.slot for row in rows]
+    confirmed = _confirmed(writes, pm, dump, [name for name, _, _ in info], slots)
+    groups = {} if confirmed else dump.groups()
+    services = []
     live_count = 0
     in_sync = True
-    for index, (name, proto, port) in enumerate(info):
-        row = layout.unpack_svc(pm.service_row(index, active[index]))
+    for index, ((name, proto, port), row) in enumerate(zip(info, rows, strict=True)):
         flags = row.flags
         in_sync &= bool(flags & C.SVC_F_VALID)
-        slot = row.slot
-        slots.append(slot)
-        prefix = (index << 1) | slot
-        routes: dict[bytes, int] = {}
-        if prefix in groups:
-            routes = dump.table(groups[prefix], row.tag_len)
+        prefix = (index << 1) | row.slot
+        routes: Routes = MappingProxyType({})
+        if confirmed:
+            assert writes is not None
+            routes = writes.desired[index].routes
+        elif prefix in groups:
+            routes = MappingProxyType(dump.table(groups[prefix], row.tag_len))
         live_count += len(routes)
         services.append(
             ServiceState(
@@ -47,7 +93,7 @@ def read_program(pm: ProgramMaps, dump: RouteDump) -> ProgramState:
                 row.tag_off,
                 row.tag_len,
                 "pass" if flags & C.SVC_F_PASS_UNMATCHED else "drop",
-                MappingProxyType(routes),
+                routes,
             )
         )
     return ProgramState(
@@ -63,12 +109,13 @@ def read_program(pm: ProgramMaps, dump: RouteDump) -> ProgramState:
         source_digest=meta.source_digest,
         content_digest=meta.content_digest,
         n_interfaces=meta.n_interfaces,
+        image=RouteImage(dump.keys, dump.ports_raw(), dump.key_size),
     )
 
 
 @contextmanager
 def opened(
-    link: netlink.LinkXdp,
+    link: netlink.LinkXdp, writes: RouteWrites | None = None
 ) -> Iterator[tuple[InterfaceState, ProgramMaps | None, RouteDump | None]]:
     """The interface's state, and while inside, its program's maps and one route dump."""
     if link.prog_id == 0:
@@ -81,15 +128,15 @@ def opened(
         return
     try:
         dump = pm.route_dump()
-        program = read_program(pm, dump)
+        program = read_program(pm, dump, writes)
         state = InterfaceState(link.name, link.index, link.mode, link.prog_id, C.PROG_NAME, program)
         yield state, pm, dump
     finally:
         pm.close()
 
 
-def probe_interface(link: netlink.LinkXdp) -> InterfaceState:
-    with opened(link) as (state, _pm, _entries):
+def probe_interface(link: netlink.LinkXdp, writes: RouteWrites | None = None) -> InterfaceState:
+    with opened(link, writes) as (state, _pm, _dump):
         return state
 
 
@@ -104,9 +151,13 @@ def _prog_name(prog_id: int) -> str:
         os.close(fd)
 
 
-def probe() -> LiveState:
-    """Every interface of this network namespace and what XDP program it carries."""
-    return LiveState({link.name: probe_interface(link) for link in netlink.list_links()})
+def probe(expect: dict[str, RouteWrites] | None = None) -> LiveState:
+    """Every interface of this network namespace and what XDP program it carries; `expect`:
+    in-place route writes an apply made, which the re-probe may confirm in bulk."""
+    expect = expect or {}
+    return LiveState(
+        {link.name: probe_interface(link, expect.get(link.name)) for link in netlink.list_links()}
+    )
 
 
 def recorded_sources() -> set[str]:

@@ -13,6 +13,29 @@ ServiceState = ServiceEntry
 
 
 @dataclass(frozen=True)
+class RouteImage:
+    """The route map as one probe read it: packed keys and CPU 0's ports, in dump order."""
+
+    keys: bytes
+    ports: bytes  # 2 bytes per entry, network byte order
+    key_size: int
+
+    def patched(self, writes: dict[bytes, int]) -> bytes | None:
+        """The ports after writing `writes` (full key -> port) in place; None when a key is
+        not in the image (an added route: the image cannot say)."""
+        out = bytearray(self.ports)
+        for key, port in writes.items():
+            at = self.keys.find(key)
+            while at >= 0 and at % self.key_size:
+                at = self.keys.find(key, at + 1)
+            if at < 0:
+                return None
+            i = at // self.key_size
+            out[2 * i : 2 * i + 2] = port.to_bytes(2, "big")
+        return bytes(out)
+
+
+@dataclass(frozen=True)
 class ProgramState:
     """An mplex program found on an interface, read back from its maps."""
 
@@ -28,6 +51,7 @@ class ProgramState:
     source_digest: str = ""  # config file this generation was applied from
     content_digest: str = ""  # services + routes as that apply wrote them
     n_interfaces: int = 0  # interfaces in that file
+    image: RouteImage | None = field(default=None, compare=False, repr=False)
 
     @property
     def generation(self) -> str:
