@@ -278,9 +278,12 @@ class Map:
         sys_bpf(MAP_UPDATE_BATCH, attr, self._op(f"update of {count} entries"))
 
     def delete_batch(self, keys: list[bytes]) -> None:
-        if not keys:
+        self.delete_batch_raw(len(keys), b"".join(keys))
+
+    def delete_batch_raw(self, count: int, keys: bytes) -> None:
+        """Delete `count` entries whose keys are packed back to back."""
+        if not count:
             return
-        raw = b"".join(keys)
-        kb = ctypes.create_string_buffer(raw, len(raw))
-        attr = struct.pack("<QQQQIIQQ", 0, 0, ctypes.addressof(kb), 0, len(keys), self.fd, 0, 0)
-        sys_bpf(MAP_DELETE_BATCH, attr, self._op(f"delete of {len(keys)} entries"))
+        kb = ctypes.create_string_buffer(keys, len(keys))
+        attr = struct.pack("<QQQQIIQQ", 0, 0, ctypes.addressof(kb), 0, count, self.fd, 0, 0)
+        sys_bpf(MAP_DELETE_BATCH, attr, self._op(f"delete of {count} entries"))

@@ -63,6 +63,26 @@ class RouteDump:
             for i in indexes
         }
 
+    def indexes(self, prefix: int) -> range | list[int]:
+        """Indexes of the entries whose key starts with `prefix`."""
+        groups = self.groups()
+        if prefix not in groups:
+            return []
+        found = groups[prefix]
+        return range(self.count) if found is None else found
+
+    def packed_keys(self, prefix: int) -> tuple[int, bytes]:
+        """(count, keys back to back) of the entries under `prefix` (for one batch delete)."""
+        ks, indexes = self.key_size, self.indexes(prefix)
+        if isinstance(indexes, range) and len(indexes) == self.count:
+            return self.count, self.keys
+        return len(indexes), b"".join(self.keys[i * ks : (i + 1) * ks] for i in indexes)
+
+    def positions(self, prefix: int, tag_length: int) -> dict[bytes, int]:
+        """tag -> entry index, for the entries under `prefix`."""
+        ks, keys, start = self.key_size, self.keys, PREFIX_SIZE
+        return {keys[i * ks + start : i * ks + start + tag_length]: i for i in self.indexes(prefix)}
+
     def entries(self) -> dict[bytes, list[bytes]]:
         """key -> per-CPU values (for counters; entry by entry)."""
         ks, bs, st, vs = self.key_size, self.buf_size, self.stride, self.value_size
@@ -208,10 +228,18 @@ class ProgramMaps:
         keys = b"".join(k for k, _ in items)
         self._write_raw(len(items), keys, b"".join(raw(v) for _, v in items))
 
-    def write_table(self, index: int, slot: int, routes: Mapping[bytes, int]) -> None:
-        """Write a whole route table of service `index` under `slot`, counters zero, in bulk:
-        the packed keys and values are assembled with strided slice assignments (no loop over
-        the routes), so 65,536 routes take a few ms before the one batch syscall."""
+    def write_table(
+        self,
+        index: int,
+        slot: int,
+        routes: Mapping[bytes, int],
+        keep: RouteDump | None = None,
+        keep_slot: int = 0,
+    ) -> None:
+        """Write a whole route table of service `index` under `slot` in bulk: the packed keys
+        and values are assembled with strided slice assignments, so 65,536 routes take a few
+        ms before the one batch syscall. Counters start at zero; with `keep` (a dump holding
+        the live table under `keep_slot`), a tag already routed keeps its per-CPU counters."""
         if not routes:
             return
         m = self.maps[C.MAP_ROUTES]
@@ -229,7 +257,18 @@ class ProgramMaps:
         ports = array("H", routes.values())
         ports.byteswap()  # network byte order
         raw = ports.tobytes()
-        vals = bytearray(n * bs)
+        if keep is None:
+            vals = bytearray(n * bs)
+        else:  # each kept tag's old value buffer (all CPUs), then the new ports written over
+            old, kept, zero = (
+                keep.positions((index << 1) | keep_slot, tag_len),
+                keep.values,
+                bytes(bs),
+            )
+            at = map(old.get, routes)
+            vals = bytearray(
+                b"".join([zero if i is None else kept[i * bs : (i + 1) * bs] for i in at])
+            )
         vv = memoryview(vals)
         for cpu in range(m.ncpu if m.percpu else 1):
             for j in range(2):
@@ -250,6 +289,10 @@ class ProgramMaps:
 
     def delete_routes(self, keys: list[bytes]) -> None:
         self.maps[C.MAP_ROUTES].delete_batch(keys)
+
+    def delete_prefix(self, dump: RouteDump, prefix: int) -> None:
+        """Delete every entry `dump` found under `prefix` (one batch)."""
+        self.maps[C.MAP_ROUTES].delete_batch_raw(*dump.packed_keys(prefix))
 
     # --- counters ---------------------------------------------------------------------------
     def service_counters(self) -> dict[tuple[int, int], tuple[int, int]]:

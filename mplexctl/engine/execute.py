@@ -118,26 +118,13 @@ def _attach_mode(link: netlink.LinkXdp, fd: int, mode: str, out: Outcome) -> Non
         out.notes.append(f"{link.name}: xdp_mode auto: native failed ({exc}); using generic")
 
 
-def _route_values(
-    svc: ServiceOp, slot: int, live_entries: dict[bytes, list[bytes]], live_slot: int
-) -> list[tuple[bytes, bytes | list[bytes]]]:
-    """Desired entries of one service under `slot`; kept tags keep their per-CPU counters."""
-    items: list[tuple[bytes, bytes | list[bytes]]] = []
-    for tag, port in svc.service.routes.items():
-        old = live_entries.get(layout.route_key(svc.index, live_slot, tag))
-        new = layout.route_value(port)
-        value: bytes | list[bytes] = new if old is None else [new[:2] + v[2:] for v in old]
-        items.append((layout.route_key(svc.index, slot, tag), value))
-    return items
-
-
 def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     active = pm.active()[op.index]
     slot = layout.unpack_svc(pm.service_row(op.index, active)).slot
     if op.kind == "route":  # one element, in place: no dump of the route map
         (tag,) = op.tags
         key = layout.route_key(op.index, slot, tag)
-        want = dict(op.service.routes)
+        want = op.service.routes
         if tag in want:
             values = pm.route_values(key)
             new = layout.route_value(want[tag])
@@ -147,18 +134,16 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
             pm.delete_routes([key])
         return
     target = slot if op.kind == "row" else 1 - slot
-    prefix = layout.U32.pack((op.index << 1) | slot)
-    entries = pm.route_entries() if op.kind == "table" else {}
-    if op.kind == "table":
-        stale = [k for k in entries if k[:4] == layout.U32.pack((op.index << 1) | target)]
-        pm.delete_routes(stale)
-        pm.write_routes(_route_values(op, target, entries, slot))
+    dump = pm.route_dump() if op.kind == "table" else None
+    if dump is not None:  # the new table under the other slot; kept tags keep their counters
+        pm.delete_prefix(dump, (op.index << 1) | target)  # stale: an interrupted apply
+        pm.write_table(op.index, target, op.service.routes, keep=dump, keep_slot=slot)
         fault_point("after-routes")
     pm.write_service_row(op.index, 1 - active, op.service.value(build.max_windows, slot=target))
     pm.set_active(op.index, 1 - active)  # the switch: one element, atomic
     fault_point("after-flip")
-    if op.kind == "table":
-        pm.delete_routes([k for k in entries if k[:4] == prefix])
+    if dump is not None:
+        pm.delete_prefix(dump, (op.index << 1) | slot)
 
 
 def _cleanup(pm: ProgramMaps) -> None:

@@ -73,3 +73,30 @@ def test_route_dump_matches_entry_by_entry_reading() -> None:
         assert single.table(None, 3) == alpha.routes
     finally:
         loaded.close()
+
+
+def test_write_table_keeps_the_counters_of_kept_tags() -> None:
+    build = compile_config(parse_config(_config()))
+    loaded = compile_and_load(build)
+    try:
+        pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
+        pm.fill(build)
+        beta = build.services[1]
+        ncpu = len(next(iter(pm.route_entries().values())))
+        counted = [layout.route_value(7001, packets=10 + c, nbytes=1000 + c) for c in range(ncpu)]
+        pm.write_routes([(layout.route_key(1, 0, b"ab"), counted)])
+        new = MappingProxyType({b"ab": 8001, b"zz": 8003, b"qq": 8004})  # kept, kept, added
+        pm.write_table(1, 1, new, keep=pm.route_dump(), keep_slot=0)
+        entries = pm.route_entries()
+        ab = entries[layout.route_key(1, 1, b"ab")]
+        assert [layout.ROUTE.unpack(v)[3:] for v in ab] == [(10 + c, 1000 + c) for c in range(ncpu)]
+        assert {layout.route_port(v) for v in ab} == {8001}
+        assert entries[layout.route_key(1, 1, b"qq")] == [layout.route_value(8004)] * ncpu
+        assert entries[layout.route_key(1, 1, b"zz")] == [layout.route_value(8003)] * ncpu
+        assert entries[layout.route_key(1, 0, b"ab")] == counted  # the old slot is untouched
+        dump = pm.route_dump()
+        pm.delete_prefix(dump, 1 << 1 | 0)
+        left = {layout.U32.unpack(k[:4])[0] for k in pm.route_entries()}
+        assert left == {0, 1 << 1 | 1} and len(beta.routes) == 3
+    finally:
+        loaded.close()
