@@ -59,3 +59,4 @@ class LockError(MplexError):
 EXIT_OK = 0
 EXIT_DIFF = 1  # diff found a difference (as diff(1))
 EXIT_INTERNAL = 70  # a bug: reported in one line, never a traceback
+EXIT_PIPE = 141  # the reader of stdout went away (as a tool killed by SIGPIPE: 128 + 13)

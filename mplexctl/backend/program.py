@@ -239,7 +239,8 @@ class ProgramMaps:
         """Write a whole route table of service `index` under `slot` in bulk: the packed keys
         and values are assembled with strided slice assignments, so 65,536 routes take a few
         ms before the one batch syscall. Counters start at zero; with `keep` (a dump holding
-        the live table under `keep_slot`), a tag already routed keeps its per-CPU counters."""
+        the live table under `keep_slot`, with tags of the same length), a tag already routed
+        keeps its per-CPU counters."""
         if not routes:
             return
         m = self.maps[C.MAP_ROUTES]

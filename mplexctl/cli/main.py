@@ -11,7 +11,14 @@ from typing import NoReturn
 
 from mplexctl import __version__
 from mplexctl.cli import render
-from mplexctl.errors import EXIT_DIFF, EXIT_INTERNAL, ConfigError, MplexError
+from mplexctl.errors import (
+    EXIT_DIFF,
+    EXIT_INTERNAL,
+    EXIT_PIPE,
+    ConfigError,
+    HostError,
+    MplexError,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -235,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("mplexctl: interrupted")
         return 130
+    except BrokenPipeError:  # the reader went away (mplexctl status | head -1): say nothing
+        return EXIT_PIPE
     except Exception as exc:  # a bug: one line, no traceback (MPLEXCTL_DEBUG=1 shows it)
         if os.environ.get("MPLEXCTL_DEBUG"):
             raise
@@ -249,12 +258,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> NoReturn:
     """The console script: main(), then exit without tearing the interpreter down. Freeing a
-    65,536-route apply's tables object by object takes ~20 ms, a tenth of the budget; the
-    kernel closes the fds and releases the lock, and nothing registers exit handlers."""
+    65,536-route apply's tables object by object takes ~20 ms, a tenth of the budget. Nothing
+    is lost: output is flushed here, files are closed where they are written, the kernel closes
+    the fds and releases the lock, and bcc's exit handlers (one per loaded object) only repeat
+    the cleanup the loader already did."""
     code = main()
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except OSError:  # a closed pipe (mplexctl status | head -1): nothing left to say
-        pass
+    except BrokenPipeError:  # the reader went away (mplexctl status | head -1)
+        code = code or EXIT_PIPE
+    except OSError as exc:  # e.g. a full disk: the output is incomplete, say so
+        os.write(2, f"mplexctl: error: cannot write the output: {exc.strerror or exc}\n".encode())
+        code = code or HostError.exit_code
     os._exit(code)

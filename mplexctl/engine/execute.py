@@ -137,7 +137,10 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     dump = pm.route_dump() if op.kind == "table" else None
     if dump is not None:  # the new table under the other slot; kept tags keep their counters
         pm.delete_prefix(dump, (op.index << 1) | target)  # stale: an interrupted apply
-        pm.write_table(op.index, target, op.service.routes, keep=dump, keep_slot=slot)
+        # A tag keeps its counters unless tag.length changed (then every route is a new one).
+        same_tags = op.live.tag_length == op.service.tag_length
+        keep = dump if same_tags else None
+        pm.write_table(op.index, target, op.service.routes, keep=keep, keep_slot=slot)
         fault_point("after-routes")
     pm.write_service_row(op.index, 1 - active, op.service.value(build.max_windows, slot=target))
     pm.set_active(op.index, 1 - active)  # the switch: one element, atomic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,54 @@ def test_unknown_netns_is_a_host_error() -> None:
     r = mplexctl("status", "--netns", "mpx-does-not-exist-0", "--json")
     assert r.returncode == 3 and "does not exist" in r.stderr
     assert json.loads(r.stdout)["exit_code"] == 3
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_output_that_cannot_be_written_is_an_error(unbuffered: str) -> None:
+    """A full disk under `status --prometheus > f.prom` must not look like success."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(
+            [sys.executable, "-m", "mplexctl", "schema"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and "mplexctl:" in r.stderr
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_closed_pipe_exits_quietly_as_sigpipe(tmp_path: Path, unbuffered: str) -> None:
+    big = tmp_path / "big.yaml"  # compile --json of 5,000 routes: far more than a pipe holds
+    routes = "\n".join(f'      "hex:{i:06x}": {10000 + i}' for i in range(5000))
+    big.write_text(
+        Path(EXAMPLE).read_text().split("services:")[0]
+        + "services:\n"
+        + (
+            "  - name: s\n    protocol: udp\n    port: 5000\n"
+            "    payload_length: [{min: 290, max: 294}]\n    tag: {offset: 20, length: 3}\n"
+            f"    routes:\n{routes}\n"
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mplexctl", "compile", "--json", str(big)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    assert len(p.stdout.read(10)) == 10
+    p.stdout.close()  # the reader goes away, as `mplexctl compile --json big.yaml | head -c 10`
+    err = p.stderr.read().decode()
+    # Buffered, the next write fails: 141. Unbuffered, the write the reader cut short returns
+    # a partial count and there is no next write: 0. Never a message or a traceback.
+    assert p.wait() == (0 if unbuffered else 141) and err == ""
