@@ -10,28 +10,13 @@ import pytest
 from mplexctl.config import parse_config
 from mplexctl.config.yamlsrc import MAX_DEPTH
 from mplexctl.errors import ConfigError
+from tests.samples import BLOCK
 
 pytestmark = pytest.mark.unit
 
 FILE = "bad.yaml"
 
-# Line numbers of BASE (the cases below count on them):
-#  1 version   2 interfaces   3 eth0   4 services   5 name   6 protocol   7 port
-#  8 payload_length   9 window   10 tag   11 routes   12 "600"
-BASE = """\
-version: 1
-interfaces:
-  - name: eth0
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length:
-      - {min: 290, max: 294}
-    tag: {offset: 20, length: 3}
-    routes:
-      "600": 5001
-"""
+BASE = BLOCK  # line numbers: see tests/samples.py (the cases below count on them)
 
 # Appended to BASE: lines 13..20 (13 name, 14 protocol, 15 port, 17 window, 18 tag, 20 route).
 SECOND = """\

@@ -9,26 +9,14 @@ import pytest
 from mplexctl import constants as C
 from mplexctl.config import Config, load_config, parse_config
 from mplexctl.config.model import Interface, Limits, Route, TagSpec, Window
+from tests.samples import BLOCK
 
 pytestmark = pytest.mark.unit
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "configs").glob("*.yaml"))
 
-MINIMAL = """\
-version: 1
-interfaces:
-  - name: eth0
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length:
-      - {min: 290, max: 294}
-    tag: {offset: 20, length: 3}
-    routes:
-      "600": 5001
-"""
+MINIMAL = BLOCK
 
 
 def test_examples_exist() -> None:
