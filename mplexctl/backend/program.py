@@ -7,6 +7,7 @@ import os
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from mplexctl import constants as C
 from mplexctl.backend import bpfsys
@@ -23,9 +24,9 @@ class RouteDump:
     route table is read in bulk (memoryview casts, slices) instead of entry by entry."""
 
     def __init__(self, m: bpfsys.Map) -> None:
+        self.map = m
         self.count, self.keys, self.values = m.dump_raw()
         self.key_size, self.buf_size = m.info.key_size, m.buf_size
-        self.stride, self.ncpu, self.value_size = m.stride, m.ncpu, m.info.value_size
         assert self.key_size % 4 == 0 and self.buf_size % 2 == 0
 
     def prefixes(self) -> list[int]:
@@ -33,6 +34,7 @@ class RouteDump:
         words = memoryview(self.keys).cast("I")
         return words[:: self.key_size // 4].tolist()
 
+    @cached_property
     def groups(self) -> dict[int, list[int] | None]:
         """prefix -> indexes of its entries (None: all of them, the usual single service)."""
         prefixes = self.prefixes()
@@ -44,6 +46,7 @@ class RouteDump:
             out[p].append(i)  # type: ignore[union-attr]
         return out
 
+    @cached_property
     def ports_raw(self) -> bytes:
         """Per entry, in dump order, the 2 bytes of CPU 0's port (network byte order)."""
         return array("H", memoryview(self.values).cast("H")[:: self.buf_size // 2]).tobytes()
@@ -51,7 +54,7 @@ class RouteDump:
     def table(self, indexes: list[int] | None, tag_length: int) -> dict[bytes, int]:
         """{tag: port} of the given entries (None: all); the port of CPU 0's value."""
         ks = self.key_size
-        ports = array("H", self.ports_raw())
+        ports = array("H", self.ports_raw)
         ports.byteswap()  # stored in network byte order
         if indexes is None:
             start = PREFIX_SIZE
@@ -65,7 +68,7 @@ class RouteDump:
 
     def indexes(self, prefix: int) -> range | list[int]:
         """Indexes of the entries whose key starts with `prefix`."""
-        groups = self.groups()
+        groups = self.groups
         if prefix not in groups:
             return []
         found = groups[prefix]
@@ -73,26 +76,26 @@ class RouteDump:
 
     def packed_keys(self, prefix: int) -> tuple[int, bytes]:
         """(count, keys back to back) of the entries under `prefix` (for one batch delete)."""
-        ks, indexes = self.key_size, self.indexes(prefix)
+        indexes = self.indexes(prefix)
         if isinstance(indexes, range) and len(indexes) == self.count:
             return self.count, self.keys
-        return len(indexes), b"".join(self.keys[i * ks : (i + 1) * ks] for i in indexes)
+        return len(indexes), b"".join(map(self.key_of, indexes))
 
     def positions(self, prefix: int, tag_length: int) -> dict[bytes, int]:
         """tag -> entry index, for the entries under `prefix`."""
         ks, keys, start = self.key_size, self.keys, PREFIX_SIZE
         return {keys[i * ks + start : i * ks + start + tag_length]: i for i in self.indexes(prefix)}
 
+    def key_of(self, i: int) -> bytes:
+        return self.keys[i * self.key_size : (i + 1) * self.key_size]
+
+    def values_of(self, i: int) -> list[bytes]:
+        """Per-CPU values of entry i."""
+        return self.map.per_cpu(self.values[i * self.buf_size : (i + 1) * self.buf_size])
+
     def entries(self) -> dict[bytes, list[bytes]]:
-        """key -> per-CPU values (for counters; entry by entry)."""
-        ks, bs, st, vs = self.key_size, self.buf_size, self.stride, self.value_size
-        out = {}
-        for i in range(self.count):
-            raw = self.values[i * bs : (i + 1) * bs]
-            out[self.keys[i * ks : (i + 1) * ks]] = [
-                raw[c * st : c * st + vs] for c in range(self.ncpu)
-            ]
-        return out
+        """key -> per-CPU values (entry by entry)."""
+        return {self.key_of(i): self.values_of(i) for i in range(self.count)}
 
 
 @dataclass(frozen=True)

@@ -150,13 +150,15 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
 
 
 def _cleanup(pm: ProgramMaps) -> None:
+    """Delete route entries outside every service's live slot (an interrupted apply)."""
     active = pm.active()
     live_prefixes = set()
     for index in range(len(pm.service_info())):
         row = layout.unpack_svc(pm.service_row(index, active[index]))
-        live_prefixes.add(layout.U32.pack((index << 1) | row.slot))
-    stray = [k for k in pm.route_entries() if k[:4] not in live_prefixes]
-    pm.delete_routes(stray)
+        live_prefixes.add((index << 1) | row.slot)
+    dump = pm.route_dump()
+    for prefix in dump.groups.keys() - live_prefixes:
+        pm.delete_prefix(dump, prefix)
 
 
 def _update_maps(ip: InterfacePlan, build: Build, live: InterfaceState, stamp: Stamp) -> None:

@@ -54,7 +54,7 @@ def _confirmed(
         return False
     if tuple(slots) != writes.before.route_slot or dump.keys != image.keys:
         return False
-    return image.patched(writes.writes) == dump.ports_raw()
+    return image.patched(writes.writes) == dump.ports_raw
 
 
 def read_program(
@@ -68,7 +68,7 @@ def read_program(
     rows = [layout.unpack_svc(pm.service_row(i, active[i])) for i in range(len(info))]
     slots = [row.slot for row in rows]
     confirmed = _confirmed(writes, pm, dump, [name for name, _, _ in info], slots)
-    groups = {} if confirmed else dump.groups()
+    groups = {} if confirmed else dump.groups
     services = []
     live_count = 0
     in_sync = True
@@ -109,7 +109,7 @@ def read_program(
         source_digest=meta.source_digest,
         content_digest=meta.content_digest,
         n_interfaces=meta.n_interfaces,
-        image=RouteImage(dump.keys, dump.ports_raw(), dump.key_size),
+        image=RouteImage(dump.keys, dump.ports_raw, dump.key_size),
     )
 
 

@@ -75,22 +75,13 @@ class InterfaceStatus:
         }
 
 
-def _by_service_slot(dump: RouteDump) -> dict[bytes, dict[bytes, list[bytes]]]:
-    """Route entries (key -> per-CPU values) grouped by the 4-byte prefix of their key."""
-    groups: dict[bytes, dict[bytes, list[bytes]]] = {}
-    for key, values in dump.entries().items():
-        groups.setdefault(key[:4], {})[key] = values
-    return groups
-
-
 def _services(pm: ProgramMaps, prog: ProgramState, dump: RouteDump) -> tuple[ServiceStatus, ...]:
     counters = pm.service_counters()
-    groups = _by_service_slot(dump)
     out = []
     for svc in prog.services:
-        prefix = layout.U32.pack((svc.index << 1) | prog.route_slot[svc.index])
         routes: dict[str, tuple[int, Counter]] = {}
-        for key, values in groups.get(prefix, {}).items():
+        for i in dump.indexes((svc.index << 1) | prog.route_slot[svc.index]):
+            key, values = dump.key_of(i), dump.values_of(i)
             pk = by = 0
             for v in values:
                 _p, _a, _b, p, b = layout.ROUTE.unpack(v)

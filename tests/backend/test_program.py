@@ -63,7 +63,7 @@ def test_route_dump_matches_entry_by_entry_reading(filled: tuple[Build, ProgramM
     for values in entries.values():  # write_table: the port on every CPU, counters zero
         assert len(values) >= 1
         assert values == [layout.route_value(layout.route_port(values[0]))] * len(values)
-    groups = dump.groups()
+    groups = dump.groups
     assert set(groups) == {0 << 1 | 0, 0 << 1 | 1, 1 << 1 | 0}
     alpha, beta = build.services
     want = {0: alpha.routes, 1: other, 2: beta.routes}
@@ -79,7 +79,7 @@ def test_route_dump_matches_entry_by_entry_reading(filled: tuple[Build, ProgramM
         assert table == by_entries
     pm.delete_routes([k for k in entries if layout.U32.unpack(k[:4])[0] != 0])
     single = pm.route_dump()
-    assert single.groups() == {0: None}  # one prefix: read without per-entry indexes
+    assert single.groups == {0: None}  # one prefix: read without per-entry indexes
     assert single.table(None, 3) == alpha.routes
 
 
