@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate and re-route packets at line rate with XDP, from one YAML file.",
         epilog="exit codes: 0 ok, 1 diff found a difference, 2 invalid config or usage, "
         "3 host problem, 4 refused (foreign program), 5 kernel refused, 6 lock busy, "
-        "70 internal error",
+        "70 internal error, 141 stdout closed by its reader",
     )
     ap.add_argument("--version", action="version", version=f"mplexctl {__version__}")
     sub = ap.add_subparsers(dest="verb", metavar="VERB", required=True)
