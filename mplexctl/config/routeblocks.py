@@ -66,8 +66,7 @@ class Block:
     """One route mapping read by the lane."""
 
     name: str  # the sentinel value standing in for it
-    header_line: int  # line of the `routes:` key (1-based)
-    first_line: int  # line where the block's text starts
+    header_line: int  # line of the `routes:` key (1-based); the block's text starts below
     body: str  # the block's text, for line numbers in messages
     routes: dict[str, int]
     _lines: dict[str, int] | None = field(default=None, repr=False)
@@ -76,21 +75,18 @@ class Block:
     def entry_line(self) -> int:
         """The line YAML gives the mapping itself: that of its first entry."""
         first = _FIRST.search(self.body)
-        return self.first_line + (self.body.count("\n", 0, first.start()) if first else 0)
+        return self.header_line + 1 + (self.body.count("\n", 0, first.start()) if first else 0)
 
     def line_of(self, key: str) -> int:
         if self._lines is None:
             lines: dict[str, int] = {}
-            line, pos = self.first_line, 0
-            first = _FIRST.search(self.body)
-            indent = len(first.group(1)) if first else 0
-            for m in _entry(indent).finditer(self.body):
+            line, pos = self.header_line + 1, 0
+            for m in _entry(_indent(self.body) or 0).finditer(self.body):
                 line += self.body.count("\n", pos, m.start())
                 pos = m.start()
-                raw = m.group(1)
-                lines[raw[1:-1] if raw[0] in "\"'" else raw] = line
+                lines[_unquote(m.group(1))] = line
             self._lines = lines
-        return self._lines.get(key, self.first_line)
+        return self._lines.get(key, self.header_line + 1)
 
 
 @dataclass
@@ -99,14 +95,24 @@ class Lane:
     blocks: dict[str, Block]  # by sentinel
 
 
+def _indent(text: str) -> int | None:
+    """Indentation of the first line holding something (None: only blanks and comments)."""
+    first = _FIRST.search(text)
+    return None if first is None else len(first.group(1))
+
+
+def _unquote(key: str) -> str:
+    """A key as _entry captures it, without its quotes."""
+    return key[1:-1] if key[0] in "\"'" else key
+
+
 def _read_block(body: str, col: int) -> dict[str, int] | None:
     """The block's mapping, or None unless every line is an entry (all at one indentation,
     deeper than col), blank or a comment, and no key repeats."""
     text = body[:-1] if body.endswith("\n") else body
-    first = _FIRST.search(text)
-    if "\t" in text or first is None or len(first.group(1)) <= col:
+    indent = _indent(text)
+    if "\t" in text or indent is None or indent <= col:
         return None
-    indent = len(first.group(1))
     lines = text.count("\n") + 1
     keys = _quoted(indent, 0).findall(text)
     if len(keys) == lines:  # every line "TAG": PORT: read without a Python-level loop
@@ -118,7 +124,7 @@ def _read_block(body: str, col: int) -> dict[str, int] | None:
     entries = _entry(indent).findall(text)
     if len(entries) != lines and len(entries) + len(_SKIP.findall(text)) != lines:
         return None
-    routes = {(k[1:-1] if k[0] in "\"'" else k): int(p) for k, p in entries}
+    routes = {_unquote(k): int(p) for k, p in entries}
     return routes if len(routes) == len(entries) else None
 
 
@@ -146,7 +152,7 @@ def split(text: str) -> Lane | None:
             continue
         header_line = line + text.count("\n", pos, m.start())
         name = f"{SENTINEL}{len(blocks)}"
-        blocks[name] = Block(name, header_line, header_line + 1, body, routes)
+        blocks[name] = Block(name, header_line, body, routes)
         pieces.append(text[pos : m.start()])
         pieces.append(f'{indent}{dash}routes: "{name}"\n')
         pieces.append("\n" * body.count("\n"))
