@@ -36,11 +36,17 @@ services:
 SERVICE_HEAD = BLOCK.split("    routes:\n")[0]  # up to (not including) the routes
 
 
-def service_doc(port: Any = 5000, routes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A loaded config (plain data) with one service; routes {"600": 5001} by default."""
+def service_doc(
+    port: Any = 5000,
+    routes: dict[str, Any] | None = None,
+    interface: dict[str, Any] | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """A loaded config (plain data) with one interface (eth0 by default) and one service:
+    routes {"600": 5001} by default, `more` added to the service's keys."""
     return {
         "version": 1,
-        "interfaces": [{"name": "eth0"}],
+        "interfaces": [interface or {"name": "eth0"}],
         "services": [
             {
                 "name": "telemetry",
@@ -49,6 +55,7 @@ def service_doc(port: Any = 5000, routes: dict[str, Any] | None = None) -> dict[
                 "payload_length": [{"min": 290, "max": 294}],
                 "tag": {"offset": 20, "length": 3},
                 "routes": {"600": 5001} if routes is None else routes,
+                **more,
             }
         ],
     }

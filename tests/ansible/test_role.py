@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.ansible.netlab import Lab, Site
+from tests.samples import service_doc
 
 pytestmark = pytest.mark.kernel
 
@@ -62,21 +63,8 @@ def routes_for(site: Site) -> dict[str, int]:
 
 
 def config_for(site: Site, routes: dict[str, int], ifname: str | None = None) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "interfaces": [{"name": ifname or site.ifname, "xdp_mode": "auto"}],
-        "services": [
-            {
-                "name": "telemetry",
-                "protocol": "udp",
-                "port": 5000,
-                "payload_length": [{"min": 290, "max": 294}],
-                "tag": {"offset": 20, "length": 3},
-                "routes": routes,
-                "unmatched": "drop",
-            }
-        ],
-    }
+    interface = {"name": ifname or site.ifname, "xdp_mode": "auto"}
+    return service_doc(routes=routes, interface=interface, unmatched="drop")
 
 
 @dataclass

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.samples import service_doc
+
 pytestmark = pytest.mark.unit
 
 HERE = Path(__file__).resolve().parent
@@ -146,20 +148,7 @@ def play(root: Path, host_vars: dict[str, Any], *args: str) -> subprocess.Comple
     )
 
 
-GOOD = {
-    "version": 1,
-    "interfaces": [{"name": "mpxa-nic0"}],
-    "services": [
-        {
-            "name": "telemetry",
-            "protocol": "udp",
-            "port": 5000,
-            "payload_length": [{"min": 290, "max": 294}],
-            "tag": {"offset": 20, "length": 3},
-            "routes": {"600": 5001},
-        }
-    ],
-}
+GOOD = service_doc(interface={"name": "mpxa-nic0"})
 
 
 def test_argument_spec_rejects_a_bad_state(tmp_path: Path) -> None:
