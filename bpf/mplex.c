@@ -13,13 +13,21 @@
 #include "mplex_common.h"
 #include "mplex_parse.h"
 
-/* Row i*2+mplex_active[i] of mplex_svcs is service i's live row; the other is written by
- * user space before it flips the selector, so a packet sees a whole old or new row. */
+/* One program and these maps serve every interface of the network namespace.
+ *
+ * Row MPLEX_SVC_ROW(i, mplex_active[i]) of mplex_svcs is service i's live row; the other is
+ * written by user space before it flips the selector, so a packet sees a whole old or new row. */
 BPF_ARRAY(mplex_active, __u32, MPLEX_NSERVICES);
 BPF_ARRAY(mplex_svcs, struct mplex_svc, 2 * MPLEX_NSERVICES);
+/* Route counters live in the route value: summed over the interfaces. */
 BPF_TABLE("percpu_hash", struct mplex_route_key, struct mplex_route, mplex_routes,
 	  MPLEX_ROUTES_MAP_SIZE);
-BPF_PERCPU_ARRAY(mplex_svc_stats, struct mplex_counter, MPLEX_NSERVICES *MPLEX_NVERDICTS);
+/* Verdict counters per interface: the ingress ifindex selects a counter slot (an array read
+ * the verifier inlines; a hash only for ifindexes beyond MPLEX_IFINDEX_DIRECT). */
+BPF_ARRAY(mplex_ifslot, __u32, MPLEX_IFINDEX_DIRECT);
+BPF_HASH(mplex_ifslot_far, __u32, __u32, MPLEX_IF_SLOTS);
+BPF_PERCPU_ARRAY(mplex_svc_stats, struct mplex_counter,
+		 MPLEX_IF_SLOTS *MPLEX_NSERVICES *MPLEX_NVERDICTS);
 /* Metadata of the applied generation and the names of the compiled services: read by user
  * space only, bound to the program with BPF_PROG_BIND_MAP so they live as long as it does. */
 BPF_ARRAY(mplex_meta, struct mplex_meta, 1);
@@ -52,9 +60,27 @@ static __always_inline int mplex_match(__u8 proto, __be16 dport)
 	return MPLEX_NO_SERVICE;
 }
 
-static __always_inline int mplex_count(__u32 svc, __u32 verdict, __u64 bytes, int action)
+/* Counter slot of the interface a packet arrived on (MPLEX_IF_SLOT_NONE: not in the file). */
+static __always_inline __u32 mplex_if_slot(__u32 ifindex)
 {
-	__u32 row = svc * MPLEX_NVERDICTS + verdict;
+	__u32 *slot;
+
+	if (ifindex < MPLEX_IFINDEX_DIRECT)
+		slot = mplex_ifslot.lookup(&ifindex);
+	else
+		slot = mplex_ifslot_far.lookup(&ifindex);
+	return slot ? *slot : MPLEX_IF_SLOT_NONE;
+}
+
+struct mplex_where {
+	__u32 svc;
+	__u32 ifslot;
+};
+
+static __always_inline int mplex_count(struct mplex_where *at, __u32 verdict, __u64 bytes,
+				       int action)
+{
+	__u32 row = MPLEX_STATS_ROW(at->ifslot, at->svc, verdict, MPLEX_NSERVICES);
 	struct mplex_counter *ctr = mplex_svc_stats.lookup(&row);
 
 	if (ctr) {
@@ -139,56 +165,58 @@ static __always_inline int mplex_service(struct xdp_md *ctx, __u32 idx, struct m
 	struct mplex_route_key key = {};
 	struct mplex_route *route;
 	struct mplex_svc *svc;
+	struct mplex_where at = {.svc = idx};
 	__u32 *active, row, ip_payload, l4_len, plen, off, tlen, i;
 	__u8 *tag;
 
 	active = mplex_active.lookup(&idx);
 	if (!active)
 		return XDP_PASS;
-	row = idx * 2 + (*active & 1);
+	row = MPLEX_SVC_ROW(idx, *active & 1);
 	svc = mplex_svcs.lookup(&row);
 	if (!svc || !(svc->flags & MPLEX_SVC_F_VALID))
 		return XDP_PASS;
+	at.ifslot = mplex_if_slot(ctx->ingress_ifindex);
 
 	if (pkt->fragment)
-		return mplex_count(idx, MPLEX_V_DROP_FRAGMENT, bytes, XDP_DROP);
+		return mplex_count(&at, MPLEX_V_DROP_FRAGMENT, bytes, XDP_DROP);
 	if (pkt->ip_len > (__u32)(data_end - pkt->l3) || pkt->hdr_len > pkt->ip_len)
-		return mplex_count(idx, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
+		return mplex_count(&at, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
 	ip_payload = pkt->ip_len - pkt->hdr_len;
 	l4_len = mplex_l4_hdr_len(pkt, data_end, ip_payload);
 	if (!l4_len)
-		return mplex_count(idx, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
+		return mplex_count(&at, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
 	plen = ip_payload - l4_len;
 	if (!mplex_in_windows(svc, plen))
-		return mplex_count(idx, MPLEX_V_DROP_LENGTH, bytes, XDP_DROP);
+		return mplex_count(&at, MPLEX_V_DROP_LENGTH, bytes, XDP_DROP);
 
 	/* Validation guarantees tag.offset + tag.length <= every window's min <= plen, so the
 	 * tag lies inside the payload; the verifier still wants a bounded offset and a check. */
 	tlen = svc->tag_len;
 	off = (__u32)(pkt->l4 - data) + l4_len + svc->tag_off;
 	if (off > MPLEX_MAX_PKT_OFF)
-		return mplex_count(idx, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
+		return mplex_count(&at, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
 	tag = data + off;
-	key.svc_slot = (idx << 1) | (svc->slot & 1);
+	key.svc_slot = MPLEX_ROUTE_PREFIX(idx, svc->slot & 1);
 #pragma unroll
 	for (i = 0; i < MPLEX_TAG_MAX_LEN; i++) {
 		if (i >= tlen)
 			break;
 		if ((void *)(tag + i + 1) > data_end)
-			return mplex_count(idx, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
+			return mplex_count(&at, MPLEX_V_DROP_MALFORMED, bytes, XDP_DROP);
 		key.tag[i] = tag[i];
 	}
 
 	route = mplex_routes.lookup(&key);
 	if (!route) {
 		if (svc->flags & MPLEX_SVC_F_PASS_UNMATCHED)
-			return mplex_count(idx, MPLEX_V_PASS_UNMATCHED, bytes, XDP_PASS);
-		return mplex_count(idx, MPLEX_V_DROP_UNKNOWN_TAG, bytes, XDP_DROP);
+			return mplex_count(&at, MPLEX_V_PASS_UNMATCHED, bytes, XDP_PASS);
+		return mplex_count(&at, MPLEX_V_DROP_UNKNOWN_TAG, bytes, XDP_DROP);
 	}
 	route->packets++;
 	route->bytes += bytes;
 	mplex_rewrite(pkt, data_end, route->port);
-	return mplex_count(idx, MPLEX_V_REWRITE, bytes, XDP_PASS);
+	return mplex_count(&at, MPLEX_V_REWRITE, bytes, XDP_PASS);
 }
 
 int mplex_xdp(struct xdp_md *ctx)

@@ -3,7 +3,7 @@
 #ifndef MPLEX_COMMON_H
 #define MPLEX_COMMON_H
 
-#define MPLEX_MAGIC 0x4d504c4558000001ULL
+#define MPLEX_MAGIC 0x4d504c4558000002ULL
 #define MPLEX_TAG_MAX_LEN 8
 #define MPLEX_MAX_VLAN_TAGS 2
 #define MPLEX_MAX_IPV6_EXT_HEADERS 4
@@ -11,6 +11,15 @@
 #define MPLEX_PROTO_UDP 17
 #define MPLEX_SVC_F_VALID 1
 #define MPLEX_SVC_F_PASS_UNMATCHED 2
+#define MPLEX_IFINDEX_DIRECT 4096
+#define MPLEX_IF_SLOT_NONE 0
+
+/* Encodings of map indexes and keys (constants.ENCODINGS). */
+#define MPLEX_ROUTE_PREFIX(svc, slot) (((svc) << 1) | (slot))
+#define MPLEX_ROUTE_PREFIX_SVC(prefix) ((prefix) >> 1)
+#define MPLEX_ROUTE_PREFIX_SLOT(prefix) ((prefix) & 1)
+#define MPLEX_SVC_ROW(svc, which) ((svc) * 2 + (which))
+#define MPLEX_STATS_ROW(ifslot, svc, verdict, nsvc) (((ifslot) * (nsvc) + (svc)) * 6 + (verdict))
 
 /* Verdicts counted per service: row MPLEX_NVERDICTS wide in mplex_svc_stats. */
 #define MPLEX_V_REWRITE 0

@@ -10,13 +10,18 @@ from typing import Final
 
 # Identity of an mplex program and its maps (BPF object names are at most 15 chars).
 PROG_NAME: Final = "mplex_xdp"
-MAGIC: Final = 0x4D504C4558000001  # "MPLEX" + layout version 1
+MAGIC_BASE: Final = 0x4D504C4558000000  # "MPLEX", then the layout version in the low bits
+LAYOUT_VERSION: Final = 2  # 2: one program per netns, counters per interface slot
+MAGIC: Final = MAGIC_BASE | LAYOUT_VERSION
+MAGIC_PREVIOUS: Final = MAGIC_BASE | 1  # 1: one program per interface (read, then replaced)
 MAP_META: Final = "mplex_meta"
 MAP_SERVICES: Final = "mplex_svcs"  # 2 rows per service: the one mplex_active selects is live
 MAP_ACTIVE: Final = "mplex_active"
 MAP_ROUTES: Final = "mplex_routes"
 MAP_SVC_STATS: Final = "mplex_svc_stats"
 MAP_SVC_INFO: Final = "mplex_svc_info"  # names of the compiled services (user space only)
+MAP_IFSLOT: Final = "mplex_ifslot"  # ifindex -> counter slot, ifindex < IFINDEX_DIRECT
+MAP_IFSLOT_FAR: Final = "mplex_ifslot_far"  # ifindex -> counter slot, larger ifindexes
 SVC_NAME_LEN: Final = 32
 
 # Tags: at most this many bytes; shorter tags are zero-padded in the route key.
@@ -37,6 +42,40 @@ VERDICTS: Final = (
 )
 VERDICT_INDEX: Final = {name: i for i, name in enumerate(VERDICTS)}
 DROP_REASONS: Final = ("length", "unknown_tag", "malformed", "fragment")
+
+# Interfaces. One program and one set of maps serve every interface of a network namespace;
+# verdict counters are kept per interface in a counter slot. The program finds the slot of
+# ctx->ingress_ifindex in an array (inlined by the verifier, no call) and, for the rare
+# ifindex >= IFINDEX_DIRECT, in a small hash. Slot 0 counts packets of interfaces that have no
+# slot (a test run, an interface attached by hand); slots 1.. belong to the file's interfaces.
+IFINDEX_DIRECT: Final = 4096
+IF_SLOT_NONE: Final = 0
+IF_SLOTS_MIN: Final = 64  # slots compiled in; more interfaces than that grow it (a swap)
+
+
+def if_slots(n_interfaces: int) -> int:
+    """Counter slots a program for n interfaces has: 64, or the next power of two above."""
+    need = n_interfaces + 1  # slot 0 is IF_SLOT_NONE
+    return max(IF_SLOTS_MIN, 1 << (need - 1).bit_length())
+
+
+# Encodings of map indexes and keys, written once as expressions valid in both C and Python:
+# `make header` renders each as a macro of bpf/mplex_common.h, compiler/layout.py turns each
+# into a Python function. (parameter names, expression)
+Encoding = tuple[tuple[str, ...], str]
+ENCODINGS: Final[dict[str, Encoding]] = {
+    # Route keys start with a u32 prefix: the service index and the route-table slot (0/1).
+    "ROUTE_PREFIX": (("svc", "slot"), "(svc << 1) | slot"),
+    "ROUTE_PREFIX_SVC": (("prefix",), "prefix >> 1"),
+    "ROUTE_PREFIX_SLOT": (("prefix",), "prefix & 1"),
+    # mplex_svcs holds two rows per service; mplex_active[svc] says which one is live.
+    "SVC_ROW": (("svc", "which"), "svc * 2 + which"),
+    # mplex_svc_stats: per interface slot, per service, one counter per verdict.
+    "STATS_ROW": (
+        ("ifslot", "svc", "verdict", "nsvc"),
+        f"(ifslot * nsvc + svc) * {len(VERDICTS)} + verdict",
+    ),
+}
 
 # Protocol numbers, emitted as numbers (IPPROTO_* are enums in C, not macros).
 PROTO_NUMBERS: Final = {"tcp": 6, "udp": 17}

@@ -20,6 +20,8 @@ MAP_NAMES = (
     C.MAP_SVC_STATS,
     C.MAP_META,
     C.MAP_SVC_INFO,
+    C.MAP_IFSLOT,
+    C.MAP_IFSLOT_FAR,
 )
 BOUND_MAPS = (C.MAP_META, C.MAP_SVC_INFO)  # not referenced by the code: bound explicitly
 
@@ -64,6 +66,15 @@ def _summary(lines: list[str], limit: int = 12) -> str:
     return "\n  ".join((keep or lines)[-limit:])
 
 
+def _declared(bpf: Any, name: str) -> bool:
+    """Whether the program declares map `name` (a previous release's program lacks some)."""
+    try:
+        bpf.get_table(name.encode())
+    except KeyError:
+        return False
+    return True
+
+
 def compile_and_load(build: Build) -> Loaded:
     """Run the BPF compiler on build.source and load the program (verifier included)."""
     if not _headers_present():
@@ -92,8 +103,9 @@ def compile_and_load(build: Build) -> Loaded:
             ) from None
     loaded = Loaded(bpf=bpf, prog_fd=fn.fd)
     for name in MAP_NAMES:
-        fd = bpf.get_table(name.encode()).get_fd()
-        loaded.maps[name] = bpfsys.Map(fd, owned=False)
+        if _declared(bpf, name):
+            fd = bpf.get_table(name.encode()).get_fd()
+            loaded.maps[name] = bpfsys.Map(fd, owned=False)
     for name in BOUND_MAPS:
         bpfsys.prog_bind_map(loaded.prog_fd, loaded.maps[name].fd)
     return loaded

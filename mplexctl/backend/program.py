@@ -16,7 +16,8 @@ from mplexctl.compiler.build import Build
 from mplexctl.errors import KernelError
 
 ZERO = layout.U32.pack(0)
-PREFIX_SIZE = 4  # route keys start with a u32: service index << 1 | slot
+PREFIX_SIZE = 4  # route keys start with a u32: layout.route_prefix(service index, slot)
+LAYOUTS = {C.MAGIC: C.LAYOUT_VERSION, C.MAGIC_PREVIOUS: 1}  # magic -> layout version
 
 
 class RouteDump:
@@ -30,7 +31,7 @@ class RouteDump:
         assert self.key_size % 4 == 0 and self.buf_size % 2 == 0
 
     def prefixes(self) -> list[int]:
-        """Per entry, the u32 (service index << 1 | slot) its key starts with."""
+        """Per entry, the u32 route prefix (service index, slot) its key starts with."""
         words = memoryview(self.keys).cast("I")
         return words[:: self.key_size // 4].tolist()
 
@@ -109,6 +110,11 @@ class Meta:
     content_digest: str
     n_interfaces: int
 
+    @property
+    def layout(self) -> int:
+        """Layout version of the program's maps (1: the previous release's)."""
+        return LAYOUTS.get(self.magic, 0)
+
 
 class ProgramMaps:
     """Typed access to mplex_{active,svcs,routes,svc_stats,meta} of one program."""
@@ -147,7 +153,7 @@ class ProgramMaps:
             pm.close()
             return None
         meta = pm.meta()
-        if meta is None or meta.magic != C.MAGIC:
+        if meta is None or meta.magic not in LAYOUTS:
             pm.close()
             return None
         return pm
@@ -189,11 +195,11 @@ class ProgramMaps:
         ]
 
     def service_row(self, index: int, which: int) -> bytes:
-        raw = self.maps[C.MAP_SERVICES].lookup(layout.U32.pack(index * 2 + which))
+        raw = self.maps[C.MAP_SERVICES].lookup(layout.U32.pack(layout.svc_row(index, which)))
         return raw or b""
 
     def write_service_row(self, index: int, which: int, value: bytes) -> None:
-        self.maps[C.MAP_SERVICES].update(layout.U32.pack(index * 2 + which), value)
+        self.maps[C.MAP_SERVICES].update(layout.U32.pack(layout.svc_row(index, which)), value)
 
     def set_active(self, index: int, which: int) -> None:
         self.maps[C.MAP_ACTIVE].update(layout.U32.pack(index), layout.U32.pack(which))
@@ -254,7 +260,7 @@ class ProgramMaps:
         (tag_len,) = lengths
         keys = bytearray(n * ks)
         kv = memoryview(keys)
-        kv.cast("I")[:: ks // 4] = array("I", [(index << 1) | slot]) * n
+        kv.cast("I")[:: ks // 4] = array("I", [layout.route_prefix(index, slot)]) * n
         tags = b"".join(routes)
         for j in range(tag_len):
             kv[PREFIX_SIZE + j :: ks] = tags[j::tag_len]
@@ -265,7 +271,7 @@ class ProgramMaps:
             vals = bytearray(n * bs)
         else:  # each kept tag's old value buffer (all CPUs), then the new ports written over
             old, kept, zero = (
-                keep.positions((index << 1) | keep_slot, tag_len),
+                keep.positions(layout.route_prefix(index, keep_slot), tag_len),
                 keep.values,
                 bytes(bs),
             )
@@ -298,26 +304,101 @@ class ProgramMaps:
         """Delete every entry `dump` found under `prefix` (one batch)."""
         self.maps[C.MAP_ROUTES].delete_batch_raw(*dump.packed_keys(prefix))
 
-    # --- counters ---------------------------------------------------------------------------
-    def service_counters(self) -> dict[tuple[int, int], tuple[int, int]]:
-        """(service index, verdict index) -> (packets, bytes) summed over CPUs."""
+    # --- interfaces: ifindex -> counter slot -------------------------------------------------
+    def if_slots(self) -> dict[int, int]:
+        """ifindex -> counter slot of every interface that has one ({}: previous layout)."""
+        out: dict[int, int] = {}
+        for name in (C.MAP_IFSLOT, C.MAP_IFSLOT_FAR):
+            m = self.maps.get(name)
+            if m is None:
+                continue
+            count, keys, vals = m.dump_raw()
+            ks = array("I", keys[: count * 4])
+            vs = array("I", vals[: count * 4])
+            out.update((k, v) for k, v in zip(ks, vs, strict=True) if v != C.IF_SLOT_NONE)
+        return out
+
+    def _slot_map(self, ifindex: int) -> bpfsys.Map:
+        return self.maps[C.MAP_IFSLOT if ifindex < C.IFINDEX_DIRECT else C.MAP_IFSLOT_FAR]
+
+    def set_if_slot(self, ifindex: int, slot: int) -> None:
+        """Count the packets of interface `ifindex` under `slot` (starting from zero)."""
+        self.zero_slot(slot)
+        self._slot_map(ifindex).update(layout.U32.pack(ifindex), layout.U32.pack(slot))
+
+    def clear_if_slot(self, ifindex: int) -> None:
+        """Forget the counter slot of interface `ifindex` (nothing when it has none)."""
+        m = self._slot_map(ifindex)
+        if ifindex < C.IFINDEX_DIRECT:
+            m.update(layout.U32.pack(ifindex), layout.U32.pack(C.IF_SLOT_NONE))
+        elif m.lookup(layout.U32.pack(ifindex)) is not None:
+            m.delete_batch([layout.U32.pack(ifindex)])
+
+    def zero_slot(self, slot: int) -> None:
+        """Zero every verdict counter of a counter slot, on every CPU (one batch)."""
         m = self.maps[C.MAP_SVC_STATS]
-        out: dict[tuple[int, int], tuple[int, int]] = {}
-        nv = len(C.VERDICTS)
-        for key, raw in m.dump().items():
-            row = layout.U32.unpack(key)[0]
+        nsvc = self.n_services
+        first = layout.stats_row(slot, 0, 0, nsvc)
+        rows = array("I", range(first, first + nsvc * len(C.VERDICTS)))
+        m.update_batch_raw(len(rows), rows.tobytes(), bytes(len(rows) * m.buf_size))
+
+    @property
+    def n_services(self) -> int:
+        return self.maps[C.MAP_ACTIVE].info.max_entries
+
+    @property
+    def slot_capacity(self) -> int:
+        """Counter slots compiled into the program (1: a previous release's program)."""
+        rows = self.maps[C.MAP_SVC_STATS].info.max_entries
+        return rows // max(1, self.n_services * len(C.VERDICTS))
+
+    # --- counters ---------------------------------------------------------------------------
+    def counters_by_slot(self) -> dict[int, dict[tuple[int, int], tuple[int, int]]]:
+        """counter slot -> (service index, verdict index) -> (packets, bytes) summed over
+        CPUs; one dump of mplex_svc_stats (a previous release's program: all in slot 0)."""
+        m = self.maps[C.MAP_SVC_STATS]
+        out: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+        nv, nsvc = len(C.VERDICTS), self.n_services
+        count, keys, vals = m.dump_raw()
+        rows = array("I", keys[: count * 4])
+        bs, stride, vs = m.buf_size, m.stride, m.info.value_size
+        for i, row in enumerate(rows):
+            buf = vals[i * bs : (i + 1) * bs]
             pk = by = 0
-            for v in m.per_cpu(raw):
-                p, b = layout.COUNTER.unpack(v)
+            for cpu in range(m.ncpu if m.percpu else 1):
+                p, b = layout.COUNTER.unpack(buf[cpu * stride : cpu * stride + vs])
                 pk, by = pk + p, by + b
-            out[(row // nv, row % nv)] = (pk, by)
+            slot, svc, verdict = row // (nv * nsvc), (row // nv) % nsvc, row % nv
+            out.setdefault(slot, {})[(svc, verdict)] = (pk, by)
+        return out
+
+    def service_counters(self, slot: int | None = None) -> dict[tuple[int, int], tuple[int, int]]:
+        """(service index, verdict index) -> (packets, bytes) summed over CPUs, of one counter
+        slot (one interface), or summed over all of them (None)."""
+        by_slot = self.counters_by_slot()
+        if slot is not None:
+            return by_slot.get(slot, {})
+        out: dict[tuple[int, int], tuple[int, int]] = {}
+        for counters in by_slot.values():
+            for key, (p, b) in counters.items():
+                pk, by = out.get(key, (0, 0))
+                out[key] = (pk + p, by + b)
         return out
 
     # --- a fresh program --------------------------------------------------------------------
     def fill(
-        self, build: Build, seq: int = 1, applied_ns: int = 0, source: str = "", content: str = ""
+        self,
+        build: Build,
+        seq: int = 1,
+        applied_ns: int = 0,
+        source: str = "",
+        content: str = "",
+        if_slots: Mapping[int, int] | None = None,
     ) -> None:
-        """Fill the maps of a program that is not attached yet: row 0, route slot 0."""
+        """Fill the maps of a program that is not attached yet: row 0, route slot 0, and the
+        counter slots of the interfaces it will be attached to (ifindex -> slot)."""
+        for ifindex, slot in (if_slots or {}).items():
+            self._slot_map(ifindex).update(layout.U32.pack(ifindex), layout.U32.pack(slot))
         for svc in build.services:
             info = layout.pack_svc_info(svc.name, C.PROTO_NUMBERS[svc.protocol], svc.port)
             self.maps[C.MAP_SVC_INFO].update(layout.U32.pack(svc.index), info)

@@ -155,6 +155,7 @@ def compute_defines(config: Config) -> tuple[tuple[str, str], ...]:
         ("MPLEX_MAX_WINDOWS", str(config.limits.windows)),
         ("MPLEX_MAX_ROUTES", str(config.limits.routes)),
         ("MPLEX_ROUTES_MAP_SIZE", str(2 * config.limits.routes)),
+        ("MPLEX_IF_SLOTS", str(C.if_slots(len(config.interfaces)))),
         ("MPLEX_HAVE_UDP", "1" if any(s.protocol == "udp" for s in services) else "0"),
         ("MPLEX_HAVE_TCP", "1" if any(s.protocol == "tcp" for s in services) else "0"),
         ("MPLEX_UDP_SERVICES(X)", xlist("udp")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mplexctl import constants as C
 
 COMMON_GUARD = "MPLEX_COMMON_H"
@@ -16,6 +18,13 @@ def _struct(name: str, layout: C.Layout, extra: str = "") -> str:
         lines.append(f"\t{extra}")
     lines.append("};")
     return "\n".join(lines)
+
+
+def c_macro(name: str, enc: C.Encoding) -> str:
+    """`#define MPLEX_NAME(a, b) (expr)`, every parameter parenthesized."""
+    params, expr = enc
+    body = re.sub(r"\b(" + "|".join(params) + r")\b", r"(\1)", expr)
+    return f"#define MPLEX_{name}({', '.join(params)}) ({body})"
 
 
 def render_common_header() -> str:
@@ -34,6 +43,11 @@ def render_common_header() -> str:
         f"#define MPLEX_PROTO_UDP {C.PROTO_NUMBERS['udp']}",
         f"#define MPLEX_SVC_F_VALID {C.SVC_F_VALID}",
         f"#define MPLEX_SVC_F_PASS_UNMATCHED {C.SVC_F_PASS_UNMATCHED}",
+        f"#define MPLEX_IFINDEX_DIRECT {C.IFINDEX_DIRECT}",
+        f"#define MPLEX_IF_SLOT_NONE {C.IF_SLOT_NONE}",
+        "",
+        "/* Encodings of map indexes and keys (constants.ENCODINGS). */",
+        *(c_macro(name, enc) for name, enc in C.ENCODINGS.items()),
         "",
         "/* Verdicts counted per service: row MPLEX_NVERDICTS wide in mplex_svc_stats. */",
     ]

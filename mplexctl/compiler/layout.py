@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from mplexctl import constants as C
@@ -22,6 +23,21 @@ COUNTER = struct.Struct(fmt(C.LAYOUT_COUNTER))
 META = struct.Struct(fmt(C.LAYOUT_META))
 SVC_INFO = struct.Struct(fmt(C.LAYOUT_SVC_INFO))
 U32 = struct.Struct("<I")
+
+
+def _encoding(name: str) -> Callable[..., int]:
+    """The Python function of constants.ENCODINGS[name] (the C side is its macro)."""
+    params, expr = C.ENCODINGS[name]
+    fn: Callable[..., int] = eval(f"lambda {', '.join(params)}: {expr}", {})
+    fn.__name__ = name.lower()
+    return fn
+
+
+route_prefix = _encoding("ROUTE_PREFIX")  # (svc, slot) -> u32 prefix of a route key
+route_prefix_svc = _encoding("ROUTE_PREFIX_SVC")  # prefix -> svc
+route_prefix_slot = _encoding("ROUTE_PREFIX_SLOT")  # prefix -> slot
+svc_row = _encoding("SVC_ROW")  # (svc, which) -> row of mplex_svcs
+stats_row = _encoding("STATS_ROW")  # (ifslot, svc, verdict, nsvc) -> row of mplex_svc_stats
 
 
 def svc_value_size(max_windows: int) -> int:
@@ -59,12 +75,12 @@ def unpack_svc(raw: bytes) -> SvcRow:
 
 
 def route_key(svc_index: int, slot: int, tag: bytes) -> bytes:
-    return ROUTE_KEY.pack((svc_index << 1) | slot, tag.ljust(C.TAG_MAX_LEN, b"\0"))
+    return ROUTE_KEY.pack(route_prefix(svc_index, slot), tag.ljust(C.TAG_MAX_LEN, b"\0"))
 
 
 def split_route_key(raw: bytes) -> tuple[int, int, bytes]:
     svc_slot, tag = ROUTE_KEY.unpack(raw)
-    return svc_slot >> 1, svc_slot & 1, tag
+    return route_prefix_svc(svc_slot), route_prefix_slot(svc_slot), tag
 
 
 def route_value(port: int, packets: int = 0, nbytes: int = 0) -> bytes:

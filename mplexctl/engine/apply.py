@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from mplexctl import __version__
+from mplexctl import constants as C
 from mplexctl.backend import host
 from mplexctl.backend.host import in_background
 from mplexctl.backend.verdicts import SchemaVerdicts
@@ -124,18 +125,22 @@ def source_digest(path: str) -> str:
 
 
 def unchanged_since_apply(live: LiveState, source: str) -> bool:
-    """The fast no-op: every mplex program was applied from this very file (and mplexctl),
-    their maps still hold exactly what that apply wrote, and all its interfaces carry one.
-    Needs no YAML parsing, so a no-op apply does not scale with the size of the file."""
-    progs = [s.program for s in live.mplex_interfaces() if s.program is not None]
-    if not progs:
+    """The fast no-op: one mplex program, applied from this very file (and mplexctl), runs
+    on every interface that apply attached it to, each with its counter slot, and its maps
+    still hold exactly what that apply wrote. Needs no YAML parsing, so a no-op apply does
+    not scale with the size of the file."""
+    programs = live.programs()
+    if len(programs) != 1:
         return False
-    for prog in progs:
-        if prog.source_digest != source or prog.stray_routes or not prog.rows_in_sync:
-            return False
-        if content_digest(prog.services) != prog.content_digest:
-            return False  # drift: someone edited a map
-    return len(progs) == progs[0].n_interfaces
+    ((prog_id, prog),) = programs.items()
+    if prog.layout != C.LAYOUT_VERSION or prog.source_digest != source:
+        return False
+    if prog.stray_routes or not prog.rows_in_sync:
+        return False
+    if content_digest(prog.services) != prog.content_digest:
+        return False  # drift: someone edited a map
+    carriers = {i.index for i in live.carriers(prog_id)}
+    return len(carriers) == prog.n_interfaces and set(prog.if_slots) == carriers
 
 
 def load_and_probe(path: str, source: str) -> tuple[Build | None, LiveState]:
@@ -157,7 +162,7 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
     with host.host_lock():
         build, live = load_and_probe(path, source)
         if build is None:
-            gen = live.mplex_interfaces()[0].program.generation  # type: ignore[union-attr]
+            gen = next(iter(live.programs().values())).generation
             return ApplyResult(False, gen, Plan(gen), _views(live, set(), live), True, check)
         names = {i.name for i in build.config.interfaces}
         stamp = Stamp(source, content_digest(desired_services(build)))
@@ -187,37 +192,33 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
     )
 
 
-def route_writes(p: Plan, live: LiveState, build: Build) -> dict[str, RouteWrites]:
-    """Per interface, the route ports p writes in place (when that is all it does to the
+def route_writes(p: Plan, live: LiveState, build: Build) -> dict[int, RouteWrites]:
+    """Per program, the route ports p writes in place (when that is all it does to the
     routes), so that the verifying re-probe can confirm them without decoding every route."""
-    out = {}
-    for ip in p.interfaces:
-        state = live.interfaces.get(ip.name)
-        prog = state.program if state is not None else None
-        if prog is None or ip.program_action is not None or ip.cleanup:
-            continue
-        writes: dict[bytes, int] = {}
-        for op in ip.service_ops:
-            if op.kind == "table" or (op.kind == "route" and op.tags[0] not in op.service.routes):
-                break  # entries added or removed: decode the re-probe
-            if op.kind == "route":
-                key = layout.route_key(op.index, prog.route_slot[op.index], op.tags[0])
-                writes[key] = op.service.routes[op.tags[0]]
-        else:
-            out[ip.name] = RouteWrites(prog, desired_services(build), writes)
-    return out
+    pp = p.program
+    if pp is None or pp.new or pp.cleanup:
+        return {}
+    prog = live.programs().get(pp.prog_id)
+    if prog is None:
+        return {}
+    writes: dict[bytes, int] = {}
+    for op in pp.service_ops:
+        if op.kind == "table" or (op.kind == "route" and op.tags[0] not in op.service.routes):
+            return {}  # entries added or removed: decode the re-probe
+        if op.kind == "route":
+            key = layout.route_key(op.index, prog.route_slot[op.index], op.tags[0])
+            writes[key] = op.service.routes[op.tags[0]]
+    return {prog.prog_id: RouteWrites(prog, desired_services(build), writes)}
 
 
 def restamp(live: LiveState, build: Build, stamp: Stamp) -> None:
     """Record the file's digest in programs whose content is already right (no change)."""
     from mplexctl.backend.program import ProgramMaps
 
-    for state in live.mplex_interfaces():
-        prog = state.program
-        assert prog is not None
+    for prog_id, prog in live.programs().items():
         if (prog.source_digest, prog.content_digest) == (stamp.source, stamp.content):
             continue
-        pm = ProgramMaps.open(state.prog_id)
+        pm = ProgramMaps.open(prog_id)
         if pm is not None:
             try:
                 pm.write_meta(build, prog.seq, prog.applied_ns, stamp.source, stamp.content)

@@ -3,6 +3,7 @@ apply converges from, and the previous configuration stays in force until a swit
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from mplexctl.backend.host import fault_point
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
-from mplexctl.engine.plan import InterfacePlan, Plan, ServiceOp
+from mplexctl.engine.plan import InterfacePlan, Plan, ProgramPlan, ServiceOp
 from mplexctl.engine.state import InterfaceState, LiveState
 from mplexctl.errors import HostError, KernelError
 
@@ -55,51 +56,76 @@ def _link(name: str) -> netlink.LinkXdp:
 
 
 @dataclass
-class _Prepared:
-    """A new program, loaded and filled but not attached; and the one it will replace."""
+class _Program:
+    """The program every interface will run: a new one (loaded and filled, not attached yet)
+    or the live one; its fd stays open until the apply ends."""
 
-    plan: InterfacePlan
-    live: InterfaceState
-    loaded: Loaded  # backend.loader (imported when a program is compiled)
-    old_fd: int | None  # held open so a rollback can put the old program back
+    fd: int
+    pm: ProgramMaps
+    loaded: Loaded | None = None  # backend.loader (imported when a program is compiled)
+
+    def close(self) -> None:
+        if self.loaded is not None:
+            self.loaded.close()
+        else:
+            self.pm.close()
+            os.close(self.fd)
 
 
 Undo = Callable[[], None]
 
 
 def _prepare(
-    ip: InterfacePlan, build: Build, live: InterfaceState, out: Outcome, stamp: Stamp
-) -> _Prepared:
-    """Compile, load and fill: everything that can fail before the host is touched."""
+    pp: ProgramPlan, build: Build, live: LiveState, out: Outcome, stamp: Stamp
+) -> _Program:
+    """A new program: compile, load and fill it, once for every interface. Everything that
+    can fail happens here, before the host is touched."""
     from mplexctl.backend.loader import compile_and_load  # bcc and friends: only to compile
 
     loaded = compile_and_load(build)
     out.compiles += 1
     fault_point("after-load")
-    seq = live.program.seq + 1 if live.program else 1
+    seq = 1 + max((p.seq for p in live.programs().values()), default=0)
     pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
-    pm.fill(build, seq, _now_ns(), stamp.source, stamp.content)
+    pm.fill(build, seq, _now_ns(), stamp.source, stamp.content, dict(pp.slots))
     fault_point("after-fill")
-    old = _prog_fd(live.prog_id, ip.name) if live.prog_id else None
-    return _Prepared(ip, live, loaded, old)
+    return _Program(loaded.prog_fd, pm, loaded)
 
 
-def _commit(p: _Prepared, out: Outcome, undo: list[Undo]) -> None:
-    """Attach a prepared program: plain attach, atomic replace, or detach + attach."""
-    ip, link, new_fd = p.plan, _link(p.plan.name), p.loaded.prog_fd
+def _open_live(prog_id: int, label: str) -> _Program:
+    fd = _prog_fd(prog_id, label)
+    pm = ProgramMaps.open(prog_id)
+    if pm is None:
+        os.close(fd)
+        raise KernelError(f"{label}: program {prog_id} vanished during apply; re-run")
+    return _Program(fd, pm)
+
+
+def _commit(
+    ip: InterfacePlan,
+    live: InterfaceState,
+    new_fd: int,
+    out: Outcome,
+    undo: list[Undo],
+    held: list[int],
+) -> None:
+    """Attach the shared program to one interface: plain attach, atomic replace of the
+    program it runs (expected fd), or detach + attach in another mode."""
+    link = _link(ip.name)
     if ip.program_action == "attach":
         _attach_mode(link, new_fd, ip.mode, out)
         undo.append(lambda: netlink.detach(_link(ip.name), expected_fd=new_fd))
-    elif ip.program_action == "mode-change":
-        assert p.old_fd is not None
-        old_fd, old_mode = p.old_fd, link.mode or "native"
+        fault_point("after-attach")
+        return
+    old_fd = _prog_fd(live.prog_id, ip.name)  # held open so a rollback can put it back
+    held.append(old_fd)
+    if ip.program_action == "mode-change":
+        old_mode = link.mode or "native"
         netlink.detach(link, expected_fd=old_fd)
         undo.append(lambda: netlink.attach(_link(ip.name), old_fd, old_mode))
         _attach_mode(_link(ip.name), new_fd, ip.mode, out)
         undo.append(lambda: netlink.detach(_link(ip.name), expected_fd=new_fd))
     else:  # swap, replace-foreign: atomic; the old program stays in force until the switch
-        assert p.old_fd is not None
-        old_fd = p.old_fd
         mode = link.mode if link.mode in ("native", "generic") else "native"
         netlink.attach(link, new_fd, mode, expected_fd=old_fd)
         undo.append(lambda: netlink.attach(_link(ip.name), old_fd, mode, expected_fd=new_fd))
@@ -136,7 +162,7 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     target = slot if op.kind == "row" else 1 - slot
     dump = pm.route_dump() if op.kind == "table" else None
     if dump is not None:  # the new table under the other slot; kept tags keep their counters
-        pm.delete_prefix(dump, (op.index << 1) | target)  # stale: an interrupted apply
+        pm.delete_prefix(dump, layout.route_prefix(op.index, target))  # stale: interrupted
         # A tag keeps its counters unless tag.length changed (then every route is a new one).
         same_tags = op.live.tag_length == op.service.tag_length
         keep = dump if same_tags else None
@@ -146,7 +172,7 @@ def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
     pm.set_active(op.index, 1 - active)  # the switch: one element, atomic
     fault_point("after-flip")
     if dump is not None:
-        pm.delete_prefix(dump, (op.index << 1) | slot)
+        pm.delete_prefix(dump, layout.route_prefix(op.index, slot))
 
 
 def _cleanup(pm: ProgramMaps) -> None:
@@ -155,67 +181,93 @@ def _cleanup(pm: ProgramMaps) -> None:
     live_prefixes = set()
     for index in range(len(pm.service_info())):
         row = layout.unpack_svc(pm.service_row(index, active[index]))
-        live_prefixes.add((index << 1) | row.slot)
+        live_prefixes.add(layout.route_prefix(index, row.slot))
     dump = pm.route_dump()
     for prefix in dump.groups.keys() - live_prefixes:
         pm.delete_prefix(dump, prefix)
 
 
-def _update_maps(ip: InterfacePlan, build: Build, live: InterfaceState, stamp: Stamp) -> None:
-    assert live.program is not None
-    pm = ProgramMaps.open(live.prog_id)
-    if pm is None:
-        raise KernelError(f"{ip.name}: program {live.prog_id} vanished during apply; re-run")
-    try:
-        if ip.cleanup:
-            _cleanup(pm)
-        for op in ip.service_ops:
-            _service_op(pm, op, build)
-        fault_point("before-meta")
-        pm.write_meta(build, live.program.seq + 1, _now_ns(), stamp.source, stamp.content)
-    finally:
-        pm.close()
+def _update_maps(
+    pp: ProgramPlan, prog: _Program, build: Build, live: LiveState, stamp: Stamp
+) -> None:
+    """In-place changes of the live program's maps: written once, seen by every interface."""
+    state = live.programs()[pp.prog_id]
+    if pp.cleanup:
+        _cleanup(prog.pm)
+    for op in pp.service_ops:
+        _service_op(prog.pm, op, build)
+    fault_point("before-meta")
+    prog.pm.write_meta(build, state.seq + 1, _now_ns(), stamp.source, stamp.content)
 
 
 def detach_interface(live: InterfaceState) -> None:
-    """Detach exactly the program we saw (expected fd): never one that raced in since."""
+    """Detach exactly the program we saw (expected fd): never one that raced in since; then
+    free its counter slot in that program (when it has them)."""
     fd = _prog_fd(live.prog_id, live.name)
     try:
         netlink.detach(_link(live.name), expected_fd=fd)
     finally:
         os.close(fd)
+    fault_point("after-detach")
+    if live.program is not None and live.index in live.program.if_slots:
+        pm = ProgramMaps.open(live.prog_id)
+        if pm is not None:  # None: the program went with its last interface
+            try:
+                pm.clear_if_slot(live.index)
+            finally:
+                pm.close()
 
 
 def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
-    """Prepare every new program first (compile, verifier, map fill: nothing touched yet),
-    then attach them, then update maps in place, then detach. If a step fails, the attach
-    steps already taken are undone, so the previous configuration stays in force."""
+    """Prepare the new program when there is one (compile, verifier, map fill: nothing
+    touched yet), give the interfaces about to be attached their counter slots, then attach
+    every interface (each switch atomic, one after another), then update the maps in place
+    (once), then detach. If an attach fails, the attach steps already taken are undone, so
+    the previous configuration stays in force."""
     out = Outcome()
-    todo = [ip for ip in p.interfaces if not ip.empty]
-    installs = [ip for ip in todo if ip.program_action not in (None, "detach")]
-    prepared: list[_Prepared] = []
+    pp = p.program
+    installs = [ip for ip in p.interfaces if ip.program_action not in (None, "detach")]
+    prog: _Program | None = None
     undo: list[Undo] = []
+    held: list[int] = []  # fds of replaced programs, kept for a rollback
     try:
-        for ip in installs:
-            prepared.append(_prepare(ip, build, live.interfaces[ip.name], out, stamp))
+        if pp is not None and pp.new:
+            prog = _prepare(pp, build, live, out, stamp)
+        elif pp is not None:
+            prog = _open_live(pp.prog_id, pp.label)
+        assert prog is not None or not installs
         try:
-            for prep in sorted(prepared, key=lambda x: x.plan.program_action != "attach"):
-                _commit(prep, out, undo)
+            if pp is not None and prog is not None and not pp.new:
+                _write_slots(prog.pm, pp.slots, undo)
+            for ip in sorted(installs, key=lambda x: x.program_action != "attach"):
+                assert prog is not None
+                _commit(ip, live.interfaces[ip.name], prog.fd, out, undo, held)
         except Exception:
             _rollback(undo, out)
             raise
-        for ip in todo:
-            if ip.program_action is None:
-                _update_maps(ip, build, live.interfaces[ip.name], stamp)
-        for ip in todo:
+        if pp is not None and prog is not None and not pp.new and not pp.empty:
+            _update_maps(pp, prog, build, live, stamp)
+        for ip in p.interfaces:
             if ip.program_action == "detach":
                 detach_interface(live.interfaces[ip.name])
+        if pp is not None and prog is not None:
+            for ifindex in pp.unslot:
+                prog.pm.clear_if_slot(ifindex)
     finally:
-        for prep in prepared:
-            prep.loaded.close()
-            if prep.old_fd is not None:
-                os.close(prep.old_fd)
+        for fd in held:
+            os.close(fd)
+        if prog is not None:
+            prog.close()
     return out
+
+
+def _write_slots(pm: ProgramMaps, slots: tuple[tuple[int, int], ...], undo: list[Undo]) -> None:
+    """Counter slots (from zero) for the interfaces about to run the live program."""
+    for ifindex, slot in slots:
+        pm.set_if_slot(ifindex, slot)
+        undo.append(functools.partial(pm.clear_if_slot, ifindex))
+    if slots:
+        fault_point("after-slots")
 
 
 def _rollback(undo: list[Undo], out: Outcome) -> None:

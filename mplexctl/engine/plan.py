@@ -7,8 +7,10 @@ verified when re-probing and re-planning gives an empty plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+from mplexctl import constants as C
 from mplexctl.compiler.build import Build
 from mplexctl.config.model import Interface, tag_text
 from mplexctl.engine.state import (
@@ -18,6 +20,8 @@ from mplexctl.engine.state import (
     ServiceState,
     desired_services,
 )
+
+VIRTUAL_PROG_ID = -1  # the program of a host that exists only on paper (`diff OLD NEW`)
 
 IMPACT = {
     "attach": "attach",
@@ -66,16 +70,44 @@ class ServiceOp:
 
 @dataclass(frozen=True)
 class InterfacePlan:
+    """What happens to one interface's attachment: the program itself is shared."""
+
     name: str
     program_action: str | None  # attach | swap | replace-foreign | mode-change | detach
     mode: str  # desired xdp_mode (auto | native | generic)
-    service_ops: tuple[ServiceOp, ...] = ()
-    cleanup: bool = False
-    metadata: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.program_action or self.service_ops or self.cleanup or self.metadata)
+        return not self.program_action
+
+
+@dataclass(frozen=True)
+class ProgramPlan:
+    """The one program of the namespace: an existing one (its maps written once, whatever
+    the number of interfaces) or a new one (compiled once, attached to every interface)."""
+
+    prog_id: int  # 0: a new program
+    label: str  # the interfaces it serves, for readable lines
+    service_ops: tuple[ServiceOp, ...] = ()
+    cleanup: bool = False  # stray route entries or a half-written row
+    metadata: bool = False
+    slots: tuple[tuple[int, int], ...] = ()  # (ifindex, counter slot) written before attach
+    unslot: tuple[int, ...] = ()  # ifindexes whose counter slot is cleared (after detach)
+
+    @property
+    def new(self) -> bool:
+        return self.prog_id == 0
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.new
+            or self.service_ops
+            or self.cleanup
+            or self.metadata
+            or self.slots
+            or self.unslot
+        )
 
 
 @dataclass(frozen=True)
@@ -85,10 +117,12 @@ class Plan:
     interfaces: tuple[InterfacePlan, ...] = ()
     refused: tuple[InterfaceState, ...] = ()  # foreign programs we may not touch
     missing: tuple[str, ...] = ()  # interfaces in the file but not on the host
+    program: ProgramPlan | None = None  # None: no interface to serve
 
     @property
     def empty(self) -> bool:
-        return all(p.empty for p in self.interfaces)
+        program_empty = self.program is None or self.program.empty
+        return program_empty and all(p.empty for p in self.interfaces)
 
     def as_list(self) -> list[dict[str, Any]]:
         return [c.as_dict() for c in self.changes]
@@ -173,13 +207,10 @@ def _content_changes(
             b.add(iface, action, line, name)
 
 
-def _same_program(
-    b: _Builder,
-    iface: Interface,
-    prog: ProgramState,
-    desired: tuple[ServiceState, ...],
-    build: Build,
-) -> InterfacePlan:
+def _map_changes(
+    b: _Builder, label: str, prog: ProgramState, desired: tuple[ServiceState, ...], build: Build
+) -> tuple[tuple[ServiceOp, ...], bool, bool]:
+    """(service ops, cleanup, metadata) that bring the maps of `prog` to `build`."""
     ops = []
     for want in desired:
         have = prog.services[want.index]
@@ -191,24 +222,53 @@ def _same_program(
         kind = "route" if same_row and len(tags) == 1 else ("row" if not tags else "table")
         ops.append(ServiceOp(want.index, kind, want, have, tuple(tags)))
         for line in lines:
-            b.add(iface.name, kind, line, want.name)
+            b.add(label, kind, line, want.name)
     cleanup = prog.stray_routes > 0 or not prog.rows_in_sync
     if cleanup:
-        b.add(
-            iface.name, "cleanup", f"{prog.stray_routes} stray route entries (an interrupted apply)"
-        )
-    metadata = prog.config_digest != build.digest
-    if metadata and not ops and not cleanup:
-        b.add(iface.name, "metadata", f"generation {prog.generation} -> {build.generation}")
-    return InterfacePlan(iface.name, None, iface.xdp_mode, tuple(ops), cleanup, metadata)
+        b.add(label, "cleanup", f"{prog.stray_routes} stray route entries (an interrupted apply)")
+    return tuple(ops), cleanup, prog.config_digest != build.digest
+
+
+def _target(build: Build, live: LiveState, wanted: list[str]) -> ProgramState | None:
+    """The live program every interface should run: one of this layout compiled from the
+    same program text (after a half-finished swap, the one on most interfaces), or None."""
+    fits = [
+        p
+        for p in live.programs().values()
+        if p.layout == C.LAYOUT_VERSION and p.program_digest == build.program_digest
+    ]
+
+    def score(p: ProgramState) -> tuple[int, int, int]:
+        on = sum(1 for i in live.carriers(p.prog_id) if i.name in wanted)
+        return (on, p.seq, p.prog_id)
+
+    return max(fits, key=score, default=None)
+
+
+def _slots(
+    target: ProgramState | None, ifindexes: list[int]
+) -> tuple[dict[int, int], tuple[int, ...]]:
+    """(ifindex -> counter slot to write, ifindexes to clear): an interface keeps its slot
+    (and its counters); a new one takes the lowest slot nobody holds."""
+    have = dict(target.if_slots) if target is not None else {}
+    capacity = target.slot_capacity if target is not None else C.if_slots(len(ifindexes))
+    stale = tuple(sorted(i for i in have if i not in ifindexes))
+    taken = set(have.values())
+    free = (s for s in range(1, capacity) if s not in taken)
+    reuse = iter(have[i] for i in stale)  # only when every slot is held (never in practice)
+    write = {}
+    for index in ifindexes:
+        if index not in have:
+            write[index] = next(free, None) or next(reuse, C.IF_SLOT_NONE)
+    return write, stale
 
 
 def _interface(
     b: _Builder,
     iface: Interface,
     live: InterfaceState,
+    target: ProgramState | None,
     build: Build,
-    desired: tuple[ServiceState, ...],
     force: bool,
 ) -> InterfacePlan | InterfaceState:
     name, prog = iface.name, live.program
@@ -216,7 +276,6 @@ def _interface(
         b.add(
             name, "attach", f"attach mplex in {iface.xdp_mode} mode (generation {build.generation})"
         )
-        _content_changes(b, name, "attach", (), desired)
         return InterfacePlan(name, "attach", iface.xdp_mode)
     if prog is None:
         if not force:
@@ -230,48 +289,86 @@ def _interface(
         return InterfacePlan(name, "replace-foreign", iface.xdp_mode)
     if _mode_mismatch(iface.xdp_mode, live.mode):
         b.add(name, "mode-change", f"XDP mode {live.mode} -> {iface.xdp_mode}")
-        _content_changes(b, name, "mode-change", prog.services, desired)
         return InterfacePlan(name, "mode-change", iface.xdp_mode)
-    if prog.program_digest != build.program_digest:
-        b.add(
-            name,
-            "swap",
-            f"program {prog.program_digest[:12]} -> "
-            f"{build.program_digest[:12]} (services or limits changed)",
-        )
-        _content_changes(b, name, "swap", prog.services, desired)
+    if target is None or prog.prog_id != target.prog_id:
+        if prog.layout != C.LAYOUT_VERSION:
+            why = "previous release's per-interface program"
+        elif prog.program_digest != build.program_digest:
+            why = "services or limits changed"
+        else:
+            why = "joins the program the other interfaces run"
+        new = build.program_digest[:12] if target is None else f"id {target.prog_id}"
+        b.add(name, "swap", f"program {prog.program_digest[:12]} -> {new} ({why})")
         return InterfacePlan(name, "swap", iface.xdp_mode)
-    return _same_program(b, iface, prog, desired, build)
+    return InterfacePlan(name, None, iface.xdp_mode)
 
 
 def plan(build: Build, live: LiveState, *, force: bool = False) -> Plan:
-    """What it takes to make `live` equal to `build` (the file is the whole desired state)."""
+    """What it takes to make `live` equal to `build` (the file is the whole desired state):
+    one program for every interface of the file, each attached in its own xdp_mode."""
     b = _Builder()
-    desired = desired_services(build)
-    wanted = {i.name for i in build.config.interfaces}
+    present = [i for i in build.config.interfaces if i.name in live.interfaces]
     missing = tuple(i.name for i in build.config.interfaces if i.name not in live.interfaces)
+    target = _target(build, live, [i.name for i in present])
     plans: list[InterfacePlan] = []
     refused: list[InterfaceState] = []
-    for iface in build.config.interfaces:
-        if iface.name in missing:
-            continue
-        result = _interface(b, iface, live.interfaces[iface.name], build, desired, force)
+    for iface in present:
+        result = _interface(b, iface, live.interfaces[iface.name], target, build, force)
         if isinstance(result, InterfaceState):
             refused.append(result)
         else:
             plans.append(result)
-    for state in live.mplex_interfaces():
-        if state.name not in wanted:
-            b.add(state.name, "detach", f"detach mplex (id {state.prog_id}): not in the file")
-            plans.append(InterfacePlan(state.name, "detach", "auto"))
-    return Plan(build.generation, tuple(b.changes), tuple(plans), tuple(refused), missing)
+    wanted = {i.name for i in build.config.interfaces}
+    leaving = [s for s in live.mplex_interfaces() if s.name not in wanted]
+    program = None
+    if plans or (target is not None and target.if_slots):
+        program = _program(b, build, live, target, plans, {s.index for s in leaving})
+    for state in leaving:
+        b.add(state.name, "detach", f"detach mplex (id {state.prog_id}): not in the file")
+        plans.append(InterfacePlan(state.name, "detach", "auto"))
+    return Plan(build.generation, tuple(b.changes), tuple(plans), tuple(refused), missing, program)
+
+
+def _program(
+    b: _Builder,
+    build: Build,
+    live: LiveState,
+    target: ProgramState | None,
+    served: list[InterfacePlan],
+    leaving: set[int],
+) -> ProgramPlan:
+    """The shared program's part of the plan: compile a new one, or write the live one's
+    maps once; and the counter slots of the interfaces it serves."""
+    label = ",".join(p.name for p in served)
+    desired = desired_services(build)
+    index = {p.name: live.interfaces[p.name].index for p in served}
+    write, stale = _slots(target, list(index.values()))
+    if target is None:  # a new program: compiled once, filled, then attached everywhere
+        olds = [live.interfaces[p.name].program for p in served]
+        old = next((p for p in olds if p is not None), None)
+        action = next((p.program_action for p in served if p.program_action), "attach")
+        if action != "replace-foreign":  # a foreign program's content is unknown
+            _content_changes(b, label, action, old.services if old else (), desired)
+        return ProgramPlan(0, label, slots=tuple(write.items()))
+    ops, cleanup, metadata = _map_changes(b, label, target, desired, build)
+    on_target = {i.index for i in live.carriers(target.prog_id)}
+    lost = [name for name, i in index.items() if i in write and i in on_target]
+    for name in lost:
+        b.add(label, "cleanup", f"interface {name}: no counter slot (maps edited by hand?)")
+    gone = [i for i in stale if i not in leaving]
+    if gone:
+        b.add(label, "cleanup", f"{len(gone)} counter slot(s) of interfaces no longer served")
+    if metadata and not (ops or cleanup or lost or gone):
+        b.add(label, "metadata", f"generation {target.generation} -> {build.generation}")
+    return ProgramPlan(target.prog_id, label, ops, cleanup, metadata, tuple(write.items()), stale)
 
 
 def virtual_live(build: Build) -> LiveState:
     """The live state a host would have after applying `build` (for `diff OLD NEW`)."""
     services = desired_services(build)
+    names = [i.name for i in build.config.interfaces]
     prog = ProgramState(
-        prog_id=0,
+        prog_id=VIRTUAL_PROG_ID,
         program_digest=build.program_digest,
         config_digest=build.digest,
         seq=0,
@@ -280,11 +377,13 @@ def virtual_live(build: Build) -> LiveState:
         route_slot=tuple(0 for _ in services),
         stray_routes=0,
         rows_in_sync=True,
+        if_slots=MappingProxyType({n + 1: n + 1 for n in range(len(names))}),
+        slot_capacity=C.if_slots(len(names)),
     )
     return LiveState(
         {
-            i.name: InterfaceState(i.name, 0, i.xdp_mode, -1, "mplex_xdp", prog)
-            for i in build.config.interfaces
+            i.name: InterfaceState(i.name, n + 1, i.xdp_mode, VIRTUAL_PROG_ID, C.PROG_NAME, prog)
+            for n, i in enumerate(build.config.interfaces)
         }
     )
 
@@ -293,5 +392,5 @@ def virtual_host(old: Build, new: Build) -> LiveState:
     """virtual_live(old) plus empty entries for interfaces only `new` names."""
     live = dict(virtual_live(old).interfaces)
     for i in new.config.interfaces:
-        live.setdefault(i.name, InterfaceState(i.name, 0, None, 0))
+        live.setdefault(i.name, InterfaceState(i.name, len(live) + 1, None, 0))
     return LiveState(live)

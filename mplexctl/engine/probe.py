@@ -75,7 +75,7 @@ def read_program(
     for index, ((name, proto, port), row) in enumerate(zip(info, rows, strict=True)):
         flags = row.flags
         in_sync &= bool(flags & C.SVC_F_VALID)
-        prefix = (index << 1) | row.slot
+        prefix = layout.route_prefix(index, row.slot)
         routes: Routes = MappingProxyType({})
         if confirmed:
             assert writes is not None
@@ -110,34 +110,27 @@ def read_program(
         content_digest=meta.content_digest,
         n_interfaces=meta.n_interfaces,
         image=RouteImage(dump.keys, dump.ports_raw, dump.key_size),
+        layout=meta.layout,
+        if_slots=MappingProxyType(pm.if_slots()),
+        slot_capacity=pm.slot_capacity,
     )
 
 
 @contextmanager
-def opened(
-    link: netlink.LinkXdp, writes: RouteWrites | None = None
-) -> Iterator[tuple[InterfaceState, ProgramMaps | None, RouteDump | None]]:
-    """The interface's state, and while inside, its program's maps and one route dump."""
-    if link.prog_id == 0:
-        yield InterfaceState(link.name, link.index, None, 0), None, None
-        return
-    pm = ProgramMaps.open(link.prog_id)
+def opened_program(
+    prog_id: int, writes: RouteWrites | None = None
+) -> Iterator[tuple[ProgramState | None, ProgramMaps | None, RouteDump | None, str]]:
+    """(state, maps, one route dump, program name) of an attached program while inside; the
+    state and maps are None when it is not an mplex program."""
+    pm = ProgramMaps.open(prog_id)
     if pm is None:
-        name = _prog_name(link.prog_id)
-        yield InterfaceState(link.name, link.index, link.mode, link.prog_id, name), None, None
+        yield None, None, None, _prog_name(prog_id)
         return
     try:
         dump = pm.route_dump()
-        program = read_program(pm, dump, writes)
-        state = InterfaceState(link.name, link.index, link.mode, link.prog_id, C.PROG_NAME, program)
-        yield state, pm, dump
+        yield read_program(pm, dump, writes), pm, dump, C.PROG_NAME
     finally:
         pm.close()
-
-
-def probe_interface(link: netlink.LinkXdp, writes: RouteWrites | None = None) -> InterfaceState:
-    with opened(link, writes) as (state, _pm, _dump):
-        return state
 
 
 def _prog_name(prog_id: int) -> str:
@@ -151,12 +144,27 @@ def _prog_name(prog_id: int) -> str:
         os.close(fd)
 
 
-def probe(expect: dict[str, RouteWrites] | None = None) -> LiveState:
-    """Every interface of this network namespace and what XDP program it carries; `expect`:
-    in-place route writes an apply made, which the re-probe may confirm in bulk."""
+def interface_state(
+    link: netlink.LinkXdp, program: ProgramState | None, prog_name: str
+) -> InterfaceState:
+    if link.prog_id == 0:
+        return InterfaceState(link.name, link.index, None, 0)
+    return InterfaceState(link.name, link.index, link.mode, link.prog_id, prog_name, program)
+
+
+def probe(expect: dict[int, RouteWrites] | None = None) -> LiveState:
+    """Every interface of this network namespace and what XDP program it carries. A program
+    shared by several interfaces is read (and its route map dumped) once. `expect`: per prog
+    id, in-place route writes an apply made, which the re-probe may confirm in bulk."""
     expect = expect or {}
+    links = netlink.list_links()
+    found: dict[int, tuple[ProgramState | None, str]] = {}
+    for link in links:
+        if link.prog_id and link.prog_id not in found:
+            with opened_program(link.prog_id, expect.get(link.prog_id)) as (prog, _, _, name):
+                found[link.prog_id] = (prog, name)
     return LiveState(
-        {link.name: probe_interface(link, expect.get(link.name)) for link in netlink.list_links()}
+        {link.name: interface_state(link, *found.get(link.prog_id, (None, ""))) for link in links}
     )
 
 
@@ -164,13 +172,12 @@ def recorded_sources() -> set[str]:
     """The config-file digests the mplex programs of this namespace were applied from, read
     from their metadata alone (no route dump): tells apply whether a no-op is possible."""
     out = set()
-    for link in netlink.list_links():
-        if link.prog_id:
-            pm = ProgramMaps.open(link.prog_id)
-            if pm is not None:
-                try:
-                    meta = pm.meta()
-                    out.add(meta.source_digest if meta else "")
-                finally:
-                    pm.close()
+    for prog_id in {link.prog_id for link in netlink.list_links() if link.prog_id}:
+        pm = ProgramMaps.open(prog_id)
+        if pm is not None:
+            try:
+                meta = pm.meta()
+                out.add(meta.source_digest if meta else "")
+            finally:
+                pm.close()
     return out

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+from mplexctl import constants as C
 from mplexctl.compiler.build import Build, ServiceEntry
 
 # A service as the data plane sees it (row + routes): the same shape desired and live.
@@ -37,7 +40,7 @@ class RouteImage:
 
 @dataclass(frozen=True)
 class ProgramState:
-    """An mplex program found on an interface, read back from its maps."""
+    """An mplex program found on one or more interfaces, read back from its maps once."""
 
     prog_id: int
     program_digest: str
@@ -52,6 +55,10 @@ class ProgramState:
     content_digest: str = ""  # services + routes as that apply wrote them
     n_interfaces: int = 0  # interfaces in that file
     image: RouteImage | None = field(default=None, compare=False, repr=False)
+    layout: int = C.LAYOUT_VERSION  # 1: a previous release's per-interface program
+    # ifindex -> counter slot (verdict counters of that interface)
+    if_slots: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    slot_capacity: int = C.IF_SLOTS_MIN  # counter slots compiled in (slot 0 included)
 
     @property
     def generation(self) -> str:
@@ -78,6 +85,14 @@ class LiveState:
 
     def mplex_interfaces(self) -> list[InterfaceState]:
         return [i for i in self.interfaces.values() if i.program is not None]
+
+    def programs(self) -> dict[int, ProgramState]:
+        """prog id -> the mplex programs attached anywhere in the namespace (normally one)."""
+        return {i.prog_id: i.program for i in self.interfaces.values() if i.program is not None}
+
+    def carriers(self, prog_id: int) -> list[InterfaceState]:
+        """The interfaces program prog_id is attached to."""
+        return [i for i in self.interfaces.values() if i.prog_id == prog_id]
 
 
 def desired_services(build: Build) -> tuple[ServiceState, ...]:

@@ -7,10 +7,10 @@ from typing import Any
 
 from mplexctl import constants as C
 from mplexctl.backend import netlink
-from mplexctl.backend.program import ProgramMaps, RouteDump
+from mplexctl.backend.program import RouteDump
 from mplexctl.compiler import layout
 from mplexctl.config.model import tag_text
-from mplexctl.engine.probe import opened
+from mplexctl.engine.probe import interface_state, opened_program
 from mplexctl.engine.state import ProgramState
 
 
@@ -75,12 +75,13 @@ class InterfaceStatus:
         }
 
 
-def _services(pm: ProgramMaps, prog: ProgramState, dump: RouteDump) -> tuple[ServiceStatus, ...]:
-    counters = pm.service_counters()
-    out = []
+def _routes(prog: ProgramState, dump: RouteDump) -> dict[str, dict[str, tuple[int, Counter]]]:
+    """service name -> tag text -> (port, counter): route counters are kept per route,
+    summed over the interfaces that run the program."""
+    out = {}
     for svc in prog.services:
         routes: dict[str, tuple[int, Counter]] = {}
-        for i in dump.indexes((svc.index << 1) | prog.route_slot[svc.index]):
+        for i in dump.indexes(layout.route_prefix(svc.index, prog.route_slot[svc.index])):
             key, values = dump.key_of(i), dump.values_of(i)
             pk = by = 0
             for v in values:
@@ -88,27 +89,53 @@ def _services(pm: ProgramMaps, prog: ProgramState, dump: RouteDump) -> tuple[Ser
                 pk, by = pk + p, by + b
             tag = key[4 : 4 + svc.tag_length]
             routes[tag_text(tag)] = (layout.route_port(values[0]), Counter(pk, by))
+        out[svc.name] = dict(sorted(routes.items()))
+    return out
+
+
+def _services(
+    prog: ProgramState,
+    counters: dict[tuple[int, int], tuple[int, int]],
+    routes: dict[str, dict[str, tuple[int, Counter]]],
+) -> tuple[ServiceStatus, ...]:
+    out = []
+    for svc in prog.services:
         verdicts = {
             name: Counter(*counters.get((svc.index, i), (0, 0)))
             for i, name in enumerate(C.VERDICTS)
         }
-        out.append(
-            ServiceStatus(svc.name, svc.protocol, svc.port, verdicts, dict(sorted(routes.items())))
-        )
+        out.append(ServiceStatus(svc.name, svc.protocol, svc.port, verdicts, routes[svc.name]))
     return tuple(out)
 
 
 def status(names: list[str] | None = None) -> list[InterfaceStatus]:
-    """Interfaces carrying XDP programs (or the named ones), with mplex counters."""
+    """Interfaces carrying XDP programs (or the named ones), with mplex counters. A program
+    shared by several interfaces is read once; each interface reports its own verdict
+    counters (its counter slot) and the program's route counters."""
+    links = [
+        link
+        for link in netlink.list_links()
+        if (link.name in names if names else link.prog_id != 0)
+    ]
+    read: dict[int, tuple[ProgramState | None, str, Any, Any]] = {}
+    for prog_id in dict.fromkeys(link.prog_id for link in links if link.prog_id):
+        with opened_program(prog_id) as (prog, pm, dump, name):
+            if prog is None or pm is None or dump is None:
+                read[prog_id] = (None, name, {}, {})
+                continue
+            read[prog_id] = (prog, name, pm.counters_by_slot(), _routes(prog, dump))
     out = []
-    for link in netlink.list_links():
-        if names and link.name not in names:
-            continue
-        if not names and link.prog_id == 0:
-            continue
-        with opened(link) as (state, pm, dump):
-            prog = state.program
-            services = _services(pm, prog, dump) if pm and prog and dump else ()
+    for link in links:
+        prog, name, by_slot, routes = read.get(link.prog_id, (None, "", {}, {}))
+        state = interface_state(link, prog, name)
+        services: tuple[ServiceStatus, ...] = ()
+        if prog is not None:
+            if prog.layout == C.LAYOUT_VERSION:
+                slot = prog.if_slots.get(link.index)
+                counters = by_slot.get(slot, {}) if slot is not None else {}
+            else:  # a previous release's program: its counters are this interface's
+                counters = by_slot.get(0, {})
+            services = _services(prog, counters, routes)
         owner = "none" if state.prog_id == 0 else ("mplex" if prog else "foreign")
         out.append(
             InterfaceStatus(

@@ -36,10 +36,11 @@ def test_reprobe_confirms_exactly_the_planned_writes(host: Host) -> None:
     with in_netns(host.ns):
         before = probe()
         p = plan(build, before)
-        (ip,) = p.interfaces
-        assert [op.kind for op in ip.service_ops] == ["route"]
+        assert p.program is not None
+        assert [op.kind for op in p.program.service_ops] == ["route"]
         writes = route_writes(p, before, build)
-        assert list(writes) == [host.xdp] and len(writes[host.xdp].writes) == 1
+        prog_id = before.interfaces[host.xdp].prog_id
+        assert list(writes) == [prog_id] and len(writes[prog_id].writes) == 1
         prog = before.interfaces[host.xdp].program
         assert prog is not None
         slot = prog.route_slot[0]
@@ -49,7 +50,7 @@ def test_reprobe_confirms_exactly_the_planned_writes(host: Host) -> None:
         after = probe(expect=writes)
         svc = after.interfaces[host.xdp].program.services[0]  # type: ignore[union-attr]
         assert svc.routes is want
-        assert not any(i.service_ops for i in plan(build, after).interfaces)
+        assert not plan(build, after).program.service_ops  # type: ignore[union-attr]
         assert probe().interfaces[host.xdp].program.services[0].routes == want  # type: ignore[union-attr]
 
         # Something else changed too (drift during the apply): decoded, and planned again.
@@ -57,7 +58,8 @@ def test_reprobe_confirms_exactly_the_planned_writes(host: Host) -> None:
         drifted = probe(expect=writes)
         svc = drifted.interfaces[host.xdp].program.services[0]  # type: ignore[union-attr]
         assert svc.routes is not want and svc.routes[b"601"] == 7777
-        (again,) = plan(build, drifted).interfaces
+        again = plan(build, drifted).program
+        assert again is not None
         assert [(op.kind, op.tags) for op in again.service_ops] == [("route", (b"601",))]
 
         # The planned route holding another port than planned: not confirmed either.
