@@ -291,12 +291,12 @@ def _interface(
         b.add(name, "mode-change", f"XDP mode {live.mode} -> {iface.xdp_mode}")
         return InterfacePlan(name, "mode-change", iface.xdp_mode)
     if target is None or prog.prog_id != target.prog_id:
-        if prog.layout != C.LAYOUT_VERSION:
-            why = "previous release's per-interface program"
-        elif prog.program_digest != build.program_digest:
-            why = "services or limits changed"
-        else:
+        if target is not None:  # e.g. a swap interrupted after some interfaces switched
             why = "joins the program the other interfaces run"
+        elif prog.layout != C.LAYOUT_VERSION:
+            why = "previous release's per-interface program"
+        else:
+            why = "services or limits changed"
         new = build.program_digest[:12] if target is None else f"id {target.prog_id}"
         b.add(name, "swap", f"program {prog.program_digest[:12]} -> {new} ({why})")
         return InterfacePlan(name, "swap", iface.xdp_mode)

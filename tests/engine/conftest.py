@@ -121,3 +121,49 @@ def wire(host: Host) -> Iterator[Wire]:
         yield w
     finally:
         subprocess.run(["ip", "netns", "del", w.sender_ns], capture_output=True)
+
+
+@dataclass
+class Multi:
+    """One appliance netns `host.ns` with several veths `names[i]`, each the receiving end of
+    a pair whose other end `peers[i]` sits in the sender netns `sender_ns`."""
+
+    host: Host
+    sender_ns: str
+    names: list[str]
+    peers: list[str]
+
+    def config(self, names: list[str], modes: dict[str, str] | None = None, **extra: Any) -> Path:
+        """host.config(...) serving `names` (xdp_mode auto unless `modes` says otherwise)."""
+        modes = modes or {}
+        items = ", ".join(f"{{name: {n}, xdp_mode: {modes.get(n, 'auto')}}}" for n in names)
+        text = self.host.config(**extra).read_text()
+        text = text.replace(f"[{{name: {self.host.xdp}, xdp_mode: auto}}]", f"[{items}]")
+        path = self.host.tmp / f"multi-{secrets.token_hex(3)}.yaml"
+        path.write_text(text)
+        return path
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        r = self.host.cli("status", "--json", *self.names)
+        assert r.returncode == 0, r.stderr
+        return {row["interface"]: row for row in json.loads(r.stdout)}
+
+
+@pytest.fixture
+def multi(host: Host) -> Iterator[Multi]:
+    """Three veth pairs (more than the plain host's), their peers in a sender netns."""
+    m = Multi(host, host.ns.replace("mpxe-", "mpxs-"), [], [])
+    tag = host.xdp[2:]
+    sh("ip", "netns", "add", m.sender_ns)
+    try:
+        for i in range(3):
+            name, peer = f"mx{tag}{i}", f"mp{tag}{i}"
+            sh("ip", "-n", host.ns, "link", "add", name, "type", "veth", "peer", "name", peer)
+            sh("ip", "-n", host.ns, "link", "set", peer, "netns", m.sender_ns)
+            sh("ip", "-n", host.ns, "link", "set", name, "up")
+            sh("ip", "-n", m.sender_ns, "link", "set", peer, "up")
+            m.names.append(name)
+            m.peers.append(peer)
+        yield m
+    finally:
+        subprocess.run(["ip", "netns", "del", m.sender_ns], capture_output=True)
