@@ -110,3 +110,63 @@ def test_stale_metadata_alone_is_a_change() -> None:
         build(), LiveState({"eth0": dataclasses.replace(live.interfaces["eth0"], program=prog)})
     )
     assert [c.action for c in p.changes] == ["metadata"] and not p.empty
+
+
+# --- several interfaces, one program -----------------------------------------------------------
+THREE = BASE.replace("interfaces: [{name: eth0}]", "interfaces: [{name: eth0}, {name: eth1}]")
+
+
+def test_several_interfaces_share_one_plan_of_the_maps() -> None:
+    new = THREE.replace('"600": 5001', '"600": 5009')
+    p = plan(build(new), virtual_live(build(THREE)))
+    assert [(c.interface, c.action) for c in p.changes] == [("eth0,eth1", "route")]
+    assert p.program is not None and not p.program.new and len(p.program.service_ops) == 1
+
+
+def test_interface_added_joins_the_live_program_with_a_new_counter_slot() -> None:
+    p = plan(build(THREE), virtual_host(build(), build(THREE)))
+    assert [(c.interface, c.action) for c in p.changes] == [
+        ("eth1", "attach"),
+        ("eth0,eth1", "metadata"),
+    ]
+    assert p.program is not None and not p.program.new
+    assert p.program.slots == ((2, 2),)  # eth1 (ifindex 2) takes slot 2; eth0 keeps slot 1
+
+
+def test_a_swap_compiles_one_program_for_every_interface() -> None:
+    new = THREE + THREE.split("services:\n")[1].replace("telemetry", "b").replace("5000", "6000")
+    p = plan(build(new), virtual_live(build(THREE)))
+    assert p.program is not None and p.program.new
+    assert [(ip.name, ip.program_action) for ip in p.interfaces] == [
+        ("eth0", "swap"),
+        ("eth1", "swap"),
+    ]
+    assert ("eth0,eth1", "swap", "service b: added (udp/6000, 3 routes)") in [
+        (c.interface, c.action, c.detail) for c in p.changes
+    ]
+
+
+def test_an_interface_on_another_generation_joins_the_shared_program() -> None:
+    live = virtual_live(build(THREE))
+    other = dataclasses.replace(live.interfaces["eth1"].program, prog_id=99)  # type: ignore[arg-type]
+    half = LiveState(
+        {
+            **live.interfaces,
+            "eth1": dataclasses.replace(live.interfaces["eth1"], prog_id=99, program=other),
+        }
+    )
+    p = plan(build(THREE), half)
+    assert p.program is not None and not p.program.new  # the program eth0 runs: no compile
+    swaps = [ip.name for ip in p.interfaces if ip.program_action == "swap"]
+    assert len(swaps) == 1  # one joins the other (a tie: either may be kept)
+    assert "joins the program the other interfaces run" in p.changes[0].detail
+
+
+def test_a_previous_release_program_is_replaced() -> None:
+    live = virtual_live(build())
+    old = dataclasses.replace(live.interfaces["eth0"].program, layout=1)  # type: ignore[arg-type]
+    p = plan(
+        build(), LiveState({"eth0": dataclasses.replace(live.interfaces["eth0"], program=old)})
+    )
+    assert p.program is not None and p.program.new
+    assert "previous release" in p.changes[0].detail
