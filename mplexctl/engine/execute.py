@@ -85,10 +85,14 @@ def _prepare(
     loaded = compile_and_load(build)
     out.compiles += 1
     fault_point("after-load")
-    seq = 1 + max((p.seq for p in live.programs().values()), default=0)
-    pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
-    pm.fill(build, seq, _now_ns(), stamp.source, stamp.content, dict(pp.slots))
-    fault_point("after-fill")
+    try:
+        seq = 1 + max((p.seq for p in live.programs().values()), default=0)
+        pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
+        pm.fill(build, seq, _now_ns(), stamp.source, stamp.content, dict(pp.slots))
+        fault_point("after-fill")
+    except BaseException:
+        loaded.close()  # not attached: the program and its maps go with the last fd
+        raise
     return _Program(loaded.prog_fd, pm, loaded)
 
 
