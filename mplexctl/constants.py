@@ -21,7 +21,7 @@ MAP_ROUTES: Final = "mplex_routes"
 MAP_SVC_STATS: Final = "mplex_svc_stats"
 MAP_SVC_INFO: Final = "mplex_svc_info"  # names of the compiled services (user space only)
 MAP_IFSLOT: Final = "mplex_ifslot"  # ifindex -> counter slot, ifindex < IFINDEX_DIRECT
-MAP_IFSLOT_FAR: Final = "mplex_ifslot_far"  # ifindex -> counter slot, larger ifindexes
+MAP_IFSLOT_HI: Final = "mplex_ifslot_hi"  # ifindex -> counter slot, larger ifindexes
 SVC_NAME_LEN: Final = 32
 
 # Tags: at most this many bytes; shorter tags are zero-padded in the route key.

@@ -21,7 +21,7 @@ MAP_NAMES = (
     C.MAP_META,
     C.MAP_SVC_INFO,
     C.MAP_IFSLOT,
-    C.MAP_IFSLOT_FAR,
+    C.MAP_IFSLOT_HI,
 )
 BOUND_MAPS = (C.MAP_META, C.MAP_SVC_INFO)  # not referenced by the code: bound explicitly
 

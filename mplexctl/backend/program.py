@@ -308,7 +308,7 @@ class ProgramMaps:
     def if_slots(self) -> dict[int, int]:
         """ifindex -> counter slot of every interface that has one ({}: previous layout)."""
         out: dict[int, int] = {}
-        for name in (C.MAP_IFSLOT, C.MAP_IFSLOT_FAR):
+        for name in (C.MAP_IFSLOT, C.MAP_IFSLOT_HI):
             m = self.maps.get(name)
             if m is None:
                 continue
@@ -319,7 +319,7 @@ class ProgramMaps:
         return out
 
     def _slot_map(self, ifindex: int) -> bpfsys.Map:
-        return self.maps[C.MAP_IFSLOT if ifindex < C.IFINDEX_DIRECT else C.MAP_IFSLOT_FAR]
+        return self.maps[C.MAP_IFSLOT if ifindex < C.IFINDEX_DIRECT else C.MAP_IFSLOT_HI]
 
     def set_if_slot(self, ifindex: int, slot: int) -> None:
         """Count the packets of interface `ifindex` under `slot` (starting from zero)."""

@@ -36,3 +36,9 @@ def test_python_functions_follow_the_encodings() -> None:
 def test_counter_slots() -> None:
     assert C.if_slots(1) == C.if_slots(63) == 64
     assert C.if_slots(64) == 128 and C.if_slots(200) == 256
+
+
+def test_map_names_fit_a_bpf_object_name() -> None:
+    """The kernel keeps 15 characters of a map's name: probe finds maps by that name."""
+    names = [v for k, v in vars(C).items() if k.startswith("MAP_")]
+    assert names and all(len(n) <= 15 for n in names), names

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mplexctl import constants as C
 from mplexctl.backend import bpfsys
 from mplexctl.compiler.build import compile_config
 from mplexctl.config import load_config
@@ -229,3 +230,26 @@ def test_migration_from_the_previous_per_interface_programs(multi: Multi) -> Non
     assert (now[a]["mode"], now[b]["mode"]) == ("native", "generic")
     assert multi.host.cli("diff", str(cfg)).returncode == 0
     assert route_of(now[a]["prog_id"], b"601") == 5002
+
+
+def test_counters_of_an_interface_with_a_large_ifindex(multi: Multi) -> None:
+    """ifindex >= IFINDEX_DIRECT: its counter slot lives in the small hash, not the array."""
+    a = multi.names[0]
+    big, peer = f"{a[:-1]}9", f"{multi.peers[0][:-1]}9"
+    index = C.IFINDEX_DIRECT + 1000 + int.from_bytes(os.urandom(2), "big")
+    subprocess.run(
+        ["ip", "-n", multi.host.ns, "link", "add", big, "index", str(index),
+         "type", "veth", "peer", "name", peer, "netns", multi.sender_ns],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(["ip", "-n", multi.host.ns, "link", "set", big, "up"], check=True)
+    subprocess.run(["ip", "-n", multi.sender_ns, "link", "set", peer, "up"], check=True)
+    multi.names.append(big)
+    multi.host.apply(multi.config([a, big]))
+    send(multi, multi.peers[0], [b"600"] * 2)
+    send(multi, peer, [b"601"] * 3)
+    st = multi.status()
+    assert st[a]["services"]["telemetry"]["verdicts"]["rewrite"]["packets"] == 2
+    assert st[big]["services"]["telemetry"]["verdicts"]["rewrite"]["packets"] == 3
+    multi.host.apply(multi.config([a]))  # its slot is freed from the hash
+    assert multi.host.cli("diff", str(multi.config([a]))).returncode == 0
