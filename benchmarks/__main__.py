@@ -12,7 +12,7 @@ from collections.abc import Callable
 from benchmarks import report
 from benchmarks.report import PartResult
 
-PARTS = ("testrun", "e2e", "flood", "control", "memory")
+PARTS = ("testrun", "e2e", "flood", "control", "memory", "ifaces")
 
 
 def _runner(name: str) -> Callable[[bool], PartResult]:
@@ -24,6 +24,10 @@ def _runner(name: str) -> Callable[[bool], PartResult]:
         from benchmarks import e2e
 
         return e2e.run_throughput if name == "e2e" else e2e.run_flood
+    if name == "ifaces":
+        from benchmarks import ifaces
+
+        return ifaces.run_ifaces
     if name == "control":
         from benchmarks import control
 
