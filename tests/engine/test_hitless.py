@@ -6,8 +6,12 @@ import time
 
 import pytest
 
+from mplexctl.compiler.build import compile_config
+from mplexctl.config import load_config
 from tests.engine.conftest import Wire
 from tests.engine.stream import Stream
+from tests.lab import in_netns
+from tests.support.previous_release import attach_previous
 
 pytestmark = pytest.mark.kernel
 
@@ -43,3 +47,24 @@ def test_zero_loss_during_apply(wire: Wire, change: dict[str, object], expect_ac
     assert counts["5000"] == 0  # every packet was routed, none passed to the service port
     assert counts["5002"] > 0 and counts["5009"] > 0, doc  # the switch happened mid-stream
     assert counts["5002"] + counts["5009"] == doc["sent"] == doc["unique"], doc
+
+
+def test_zero_loss_while_a_previous_release_program_is_replaced(wire: Wire) -> None:
+    """Migration: the previous release's per-interface program, under a stream, is swapped
+    for the shared program by the next apply without losing a datagram."""
+    host = wire.host
+    cfg = host.config()
+    build = compile_config(load_config(str(cfg)))
+    with in_netns(host.ns):
+        old = attach_previous(build, host.xdp, "native")
+    stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002])
+    stream.start("601", LIMIT, PPS)
+    time.sleep(0.6)
+    res = host.apply(cfg)
+    assert res["plan"][0]["action"] == "swap" and res["compiles"] == 1
+    time.sleep(0.6)
+    doc = stream.finish()
+    counts = doc["counts"]
+    assert isinstance(counts, dict)
+    assert counts["5000"] == 0 and counts["5002"] == doc["sent"] == doc["unique"], doc
+    assert host.status()["prog_id"] != old

@@ -253,3 +253,18 @@ def test_counters_of_an_interface_with_a_large_ifindex(multi: Multi) -> None:
     assert st[big]["services"]["telemetry"]["verdicts"]["rewrite"]["packets"] == 3
     multi.host.apply(multi.config([a]))  # its slot is freed from the hash
     assert multi.host.cli("diff", str(multi.config([a]))).returncode == 0
+
+
+def test_detach_one_interface_leaves_the_others(multi: Multi) -> None:
+    a, b, c = multi.names
+    cfg = multi.config([a, b, c])
+    multi.host.apply(cfg)
+    prog = progs(multi)[a]
+    assert multi.host.cli("detach", b).returncode == 0
+    assert progs(multi) == {a: prog, b: 0, c: prog}
+    diff = multi.host.cli("diff", str(cfg), "--json")
+    assert diff.returncode == 1 and '"action": "attach"' in diff.stdout
+    again = multi.host.apply(cfg)
+    assert again["compiles"] == 0 and progs(multi) == {a: prog, b: prog, c: prog}
+    assert multi.host.cli("detach").returncode == 0
+    assert set(progs(multi).values()) == {0}
