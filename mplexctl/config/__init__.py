@@ -7,6 +7,7 @@ import re
 from types import MappingProxyType
 from typing import Any
 
+from mplexctl.config.expect import expectation_problems, make_expectations
 from mplexctl.config.model import Config, Interface, Limits, Service, TagSpec, Window
 from mplexctl.config.schema import Verdicts, schema, schema_problems
 from mplexctl.config.semantic import Tables, decode_routes, semantic_problems
@@ -38,18 +39,28 @@ def _one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
-def load_config(filename: str, verdicts: Verdicts | None = None) -> Config:
+def load_config(
+    filename: str, verdicts: Verdicts | None = None, *, expectations: bool = True
+) -> Config:
     try:
         with open(filename, encoding="utf-8") as fh:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{filename}: cannot read: {reason}"]) from None
-    return parse_config(text, filename, verdicts)
+    return parse_config(text, filename, verdicts, expectations=expectations)
 
 
-def parse_config(text: str, filename: str = "<config>", verdicts: Verdicts | None = None) -> Config:
-    """Validate YAML text; raise ConfigError listing every problem as FILE:LINE: PATH: msg."""
+def parse_config(
+    text: str,
+    filename: str = "<config>",
+    verdicts: Verdicts | None = None,
+    *,
+    expectations: bool = True,
+) -> Config:
+    """Validate YAML text; raise ConfigError listing every problem as FILE:LINE: PATH: msg.
+    Then, with `expectations`, check every `expect:` item against the model: the failed ones
+    are reported together as FILE:LINE: expect[i] (name): got X, expected Y."""
     try:
         located = load_located(text)
     except YamlSyntaxError as exc:
@@ -61,7 +72,14 @@ def parse_config(text: str, filename: str = "<config>", verdicts: Verdicts | Non
         raise ConfigError(
             [f"{filename}:{line}: {path}: {_one_line(msg)}" for line, path, msg in problems]
         )
-    return _build(located.data, filename, tables)
+    config = _build(located, filename, tables)
+    if expectations and config.expectations:
+        from mplexctl.contract.expect import model_failures
+
+        failed = model_failures(config)
+        if failed:
+            raise ConfigError(failed)
+    return config
 
 
 def _problems(
@@ -93,6 +111,8 @@ def _problems(
         add(path, f"key {path[-1]!r} appears twice in the same mapping", key=True)
     for path, message, at_key in semantic_problems(located.data, _limits(located.data), tables):
         add(path, message, at_key)
+    for path, message, at_key in expectation_problems(located.data):
+        add(path, message, at_key)
     return out
 
 
@@ -112,7 +132,8 @@ def _limits(data: dict[str, Any]) -> Limits:
     return Limits(**ok)
 
 
-def _build(data: dict[str, Any], filename: str, tables: Tables) -> Config:
+def _build(located: Located, filename: str, tables: Tables) -> Config:
+    data: dict[str, Any] = located.data
     interfaces = tuple(
         Interface(name=i["name"], xdp_mode=i.get("xdp_mode", "auto")) for i in data["interfaces"]
     )
@@ -133,5 +154,9 @@ def _build(data: dict[str, Any], filename: str, tables: Tables) -> Config:
             )
         )
     return Config(
-        interfaces=interfaces, services=tuple(services), limits=_limits(data), source=filename
+        interfaces=interfaces,
+        services=tuple(services),
+        limits=_limits(data),
+        source=filename,
+        expectations=make_expectations(data, located.line_of),
     )

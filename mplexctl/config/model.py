@@ -77,12 +77,46 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Packet:
+    """A test packet of an expectation (`expect[i].packet`, `explain --packet`). Addresses
+    and the source port are fixed (contract/packet.py); the payload is `payload`, or `length`
+    zero bytes with `tag` written at the tag offset of the service the port selects."""
+
+    protocol: str  # "udp" | "tcp"
+    port: int  # destination port
+    length: int | None = None  # L4 payload bytes (None: len(payload))
+    tag: bytes | None = None  # decoded
+    payload: bytes | None = None
+    ip: int = 4
+    vlan: tuple[int, ...] = ()
+    fragment: str | None = None  # "first" | "later"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One `expect:` item: what must happen to `packet`. Not part of the program or the maps:
+    the build digest and the plan never look at it."""
+
+    index: int
+    line: int
+    packet: Packet
+    verdict: str  # "pass" (not a service packet) or one of constants.VERDICTS
+    port: int | None = None  # the new destination port, for verdict rewrite
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"expect[{self.index}]" + (f" ({self.name})" if self.name else "")
+
+
+@dataclass(frozen=True)
 class Config:
     interfaces: tuple[Interface, ...]
     services: tuple[Service, ...]  # in file order
     limits: Limits
     source: str = "<config>"
     version: int = 1
+    expectations: tuple[Expectation, ...] = ()
 
 
 def tag_text(tag: bytes) -> str:

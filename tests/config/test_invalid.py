@@ -171,7 +171,7 @@ CASES = [
     Case(
         "unknown-key-top",
         BASE + "extra: 1\n",
-        [(13, "extra", "unknown key 'extra' (allowed: interfaces, limits, services, version)")],
+        [(13, "extra", "unknown key 'extra' (allowed: expect, interfaces, limits, services, version)")],
     ),
     Case(
         "unknown-key-interface",

@@ -27,10 +27,10 @@ from mplexctl.backend.loader import Loaded, compile_and_load
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler.build import Build, compile_config
 from mplexctl.config.model import Config
+from mplexctl.contract.model import ETH_HLEN, ModelResult, Tally, run_model
 
 from .configs import CONFIGS, load
 from .frames import FrameGen, seed_for
-from .model import ETH_HLEN, ModelResult, Tally, run_model
 
 pytestmark = [
     pytest.mark.kernel,

@@ -8,11 +8,11 @@ from dataclasses import replace
 import pytest
 
 from mplexctl.config.model import Config, Service
+from mplexctl.contract.model import ModelResult, Tally, incremental_checksum, run_model
 
 from . import packets as P
 from .configs import CONFIGS, load
 from .frames import FrameGen, boundary_lengths, seed_for, zero_after_rewrite
-from .model import ModelResult, Tally, incremental_checksum, run_model
 from .mutations import MUTATIONS
 from .packets import Ext, Frame, Spec
 
