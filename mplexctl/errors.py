@@ -49,6 +49,18 @@ class KernelError(MplexError):
     who = "developer of mplexctl or kernel administrator"
 
 
+class ExpectationError(KernelError):
+    """A program prepared for attach does not do in the kernel what the file's `expect:` says
+    (the model agreed, or validate would have stopped the file): nothing was changed."""
+
+    def __init__(self, failures: list[str], where: str) -> None:
+        self.failures = failures
+        super().__init__(
+            f"{where}: the new program does not meet the file's expectations in the kernel "
+            "(BPF_PROG_TEST_RUN); nothing changed:\n" + "\n".join(failures)
+        )
+
+
 class LockError(MplexError):
     """Another mplexctl holds the lock for too long."""
 

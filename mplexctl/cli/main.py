@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mplexctl import __version__
-from mplexctl.cli import render
+from mplexctl.cli import prove, render
 from mplexctl.errors import (
     EXIT_DIFF,
     EXIT_INTERNAL,
@@ -211,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p = verb("detach", cmd_detach, "remove mplex programs (all, or from IFACE...)")
     p.add_argument("interfaces", nargs="*", metavar="IFACE")
+    prove.register(verb)  # test, explain
     return ap
 
 

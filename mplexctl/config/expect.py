@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from mplexctl.config.model import Expectation, Packet
+from mplexctl.config.model import Config, Expectation, Packet
 from mplexctl.config.semantic import Problem, decode_tag
 from mplexctl.config.yamlsrc import Path
 from mplexctl.contract.packet import L4_HLEN, TEST_RUN_MAX_FRAME, frame_size
+from mplexctl.errors import UsageError
 
 VERDICT_WORDS = (
     "rewrite",
@@ -232,3 +233,40 @@ def expect_valid(items: Any) -> bool:
         if not _packet_typed(e["packet"]):
             return False
     return True
+
+
+def places_of(config: Config) -> TagPlaces:
+    return {(s.protocol, s.port): (s.name, s.tag.offset, s.tag.length) for s in config.services}
+
+
+def _spec_value(key: str, value: str) -> Any:
+    if key == "vlan":
+        ids = [v for v in value.split("/") if v]
+        return [int(v) if v.isdigit() else v for v in ids]
+    if key in ("port", "length", "ip") and value.isdigit():
+        return int(value)
+    return value
+
+
+def packet_from_spec(spec: str, config: Config) -> Packet:
+    """`explain --packet protocol=udp,port=5000,length=292,tag=600` (vlan=100/200): the same
+    keys and checks as an expectation's packet; problems raise UsageError."""
+    from mplexctl.config.schema import definition_problems
+
+    raw: dict[str, Any] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(
+                f"--packet: {part!r} is not key=value (keys: {', '.join(PACKET_KEYS)})"
+            )
+        if key in raw:
+            raise UsageError(f"--packet: key {key!r} given twice")
+        raw[key] = _spec_value(key, value.strip())
+    places = places_of(config)
+    problems = [*definition_problems("packet", raw), *packet_problems((), raw, places)]
+    if problems:
+        said = [f"{'.'.join(map(str, path))}: {msg}" if path else msg for path, msg, _ in problems]
+        raise UsageError("--packet: " + "; ".join(said))
+    return make_packet(raw, places)

@@ -92,8 +92,10 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     if not isinstance(node, dict):
         return node
     ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/") and len(node) == 1:
-        return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        # Siblings of a $ref are annotations here ("description"): kept beside the target.
+        target = _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
     return {k: _inline_refs(v, defs) for k, v in node.items()}
 
 

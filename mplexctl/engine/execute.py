@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from mplexctl.backend import bpfsys, netlink
 from mplexctl.backend.host import fault_point
 from mplexctl.backend.program import ProgramMaps
+from mplexctl.backend.testrun import prove_in_kernel
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
 from mplexctl.engine.plan import InterfacePlan, Plan, ProgramPlan, ServiceOp
@@ -78,8 +79,9 @@ Undo = Callable[[], None]
 def _prepare(
     pp: ProgramPlan, build: Build, live: LiveState, out: Outcome, stamp: Stamp
 ) -> _Program:
-    """A new program: compile, load and fill it, once for every interface. Everything that
-    can fail happens here, before the host is touched."""
+    """A new program: compile, load, fill and prove it (the file's expectations in
+    BPF_PROG_TEST_RUN), once for every interface. Everything that can fail happens here,
+    before the host is touched."""
     from mplexctl.backend.loader import compile_and_load  # bcc and friends: only to compile
 
     loaded = compile_and_load(build)
@@ -90,6 +92,7 @@ def _prepare(
         pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
         pm.fill(build, seq, _now_ns(), stamp.source, stamp.content, dict(pp.slots))
         fault_point("after-fill")
+        prove_in_kernel(loaded.prog_fd, pm, build, pp.label)  # expect: holds, or no change
     except BaseException:
         loaded.close()  # not attached: the program and its maps go with the last fd
         raise
