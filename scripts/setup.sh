@@ -61,7 +61,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	log "installing mplexctl (editable) and dev tools into .venv"
 	.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	.venv/bin/python -c "import mplexctl, jsonschema, pyroute2" || die "venv install failed"
+	.venv/bin/python -c "import mplexctl, jsonschema, pyroute2, scapy.utils" || die "venv install failed"
 	echo "$want" >"$stamp"
 fi
 .venv/bin/python -c "import bcc" 2>/dev/null || die "python3-bpfcc is installed but 'import bcc' fails in .venv"

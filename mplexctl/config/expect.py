@@ -11,7 +11,7 @@ from typing import Any
 from mplexctl.config.model import Config, Expectation, Packet
 from mplexctl.config.semantic import Problem, decode_tag
 from mplexctl.config.yamlsrc import Path
-from mplexctl.contract.packet import L4_HLEN, TEST_RUN_MAX_FRAME, frame_size
+from mplexctl.contract.packet import ETH_HLEN, L4_HLEN, TEST_RUN_MAX_FRAME, frame_size
 from mplexctl.errors import UsageError
 
 VERDICT_WORDS = (
@@ -23,7 +23,17 @@ VERDICT_WORDS = (
     "drop_malformed",
     "drop_fragment",
 )
-PACKET_KEYS = ("protocol", "port", "length", "tag", "payload", "ip", "vlan", "fragment")
+PACKET_KEYS = (
+    "protocol",
+    "port",
+    "length",
+    "tag",
+    "payload",
+    "ip",
+    "vlan",
+    "fragment",
+    "truncate",
+)
 # Where a service's tag sits: (protocol, port) -> (service name, tag offset, tag length)
 TagPlaces = dict[tuple[str, int], tuple[str, int, int]]
 
@@ -122,6 +132,14 @@ def packet_problems(path: Path, raw: dict[str, Any], places: TagPlaces) -> Itera
                 "test run takes (BPF_PROG_TEST_RUN)",
                 False,
             )
+        cut = _int(raw.get("truncate"))
+        if cut and total - cut < ETH_HLEN:
+            yield (
+                (*path, "truncate"),
+                f"the frame has {total} bytes: truncate may cut at most {total - ETH_HLEN} "
+                f"(an Ethernet header must remain), not {cut}",
+                False,
+            )
 
 
 def expectation_problems(data: dict[str, Any]) -> Iterator[Problem]:
@@ -169,6 +187,7 @@ def make_packet(raw: dict[str, Any], places: TagPlaces) -> Packet:
         ip=raw.get("ip", 4),
         vlan=tuple(raw.get("vlan", ())),
         fragment=raw.get("fragment"),
+        truncate=raw.get("truncate", 0),
     )
 
 
@@ -205,6 +224,8 @@ def _packet_typed(p: Any) -> bool:
     if "ip" in p and (_int(p["ip"]) is None or p["ip"] not in (4, 6)):
         return False
     if "fragment" in p and p["fragment"] not in ("first", "later"):
+        return False
+    if "truncate" in p and not (_int(p["truncate"]) is not None and 0 <= p["truncate"] <= 65535):
         return False
     vlan = p.get("vlan", [])
     return (
@@ -243,7 +264,7 @@ def _spec_value(key: str, value: str) -> Any:
     if key == "vlan":
         ids = [v for v in value.split("/") if v]
         return [int(v) if v.isdigit() else v for v in ids]
-    if key in ("port", "length", "ip") and value.isdigit():
+    if key in ("port", "length", "ip", "truncate") and value.isdigit():
         return int(value)
     return value
 

@@ -90,6 +90,7 @@ class Packet:
     ip: int = 4
     vlan: tuple[int, ...] = ()
     fragment: str | None = None  # "first" | "later"
+    truncate: int = 0  # bytes cut off the end of the frame (a damaged frame: drop_malformed)
 
 
 @dataclass(frozen=True)

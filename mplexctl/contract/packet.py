@@ -27,6 +27,8 @@ IPV4_MF = 0x2000
 IPV6_FRAGMENT = 44
 LATER_FRAGMENT_OFFSET = 185  # in 8-byte units: where a 1500-byte MTU's second fragment starts
 TCP_PSH_ACK = 0x18
+TCP_SEQ = 0x01020304
+ETH_HLEN = 14  # BPF_PROG_TEST_RUN refuses a shorter frame (EINVAL)
 # BPF_PROG_TEST_RUN takes an XDP frame of at most a page less the headroom (256) and the
 # skb_shared_info tail (320 on x86-64): 3,520 bytes. Kept a little below.
 TEST_RUN_MAX_FRAME = 3500
@@ -59,7 +61,7 @@ def payload_of(config: Config, packet: Packet) -> bytes:
 
 def frame_size(packet: Packet, payload_len: int) -> int:
     ip = 20 if packet.ip == 4 else 40 + (8 if packet.fragment else 0)
-    return 14 + 4 * len(packet.vlan) + ip + L4_HLEN[packet.protocol] + payload_len
+    return 14 + 4 * len(packet.vlan) + ip + L4_HLEN[packet.protocol] + payload_len - packet.truncate
 
 
 def _ones_sum(data: bytes) -> int:
@@ -76,7 +78,9 @@ def _l4(packet: Packet, payload: bytes, pseudo: bytes) -> bytes:
         seg = struct.pack("!HHHH", SPORT, packet.port, 8 + len(payload), 0) + payload
         at = 6
     else:
-        seg = struct.pack("!HHIIBBHHH", SPORT, packet.port, 1, 0, 5 << 4, TCP_PSH_ACK, 0xFFFF, 0, 0)
+        seg = struct.pack(
+            "!HHIIBBHHH", SPORT, packet.port, TCP_SEQ, 0, 5 << 4, TCP_PSH_ACK, 0xFFFF, 0, 0
+        )
         seg += payload
         at = 16
     csum = ~_ones_sum(pseudo + seg) & 0xFFFF
@@ -112,4 +116,5 @@ def build_frame(config: Config, packet: Packet) -> Built:
         hdr = struct.pack("!IHBB16s16s", 0x60000000, len(ext) + l4_len, nexthdr, TTL, SRC6, DST6)
         pseudo = SRC6 + DST6 + struct.pack("!I3xB", l4_len, proto)
         l3 = eth + struct.pack("!H", ETH_P_IPV6) + hdr + ext
-    return Built(l3 + _l4(packet, payload, pseudo), len(l3))
+    frame = l3 + _l4(packet, payload, pseudo)
+    return Built(frame[: len(frame) - packet.truncate], len(l3))

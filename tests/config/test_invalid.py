@@ -171,7 +171,13 @@ CASES = [
     Case(
         "unknown-key-top",
         BASE + "extra: 1\n",
-        [(13, "extra", "unknown key 'extra' (allowed: expect, interfaces, limits, services, version)")],
+        [
+            (
+                13,
+                "extra",
+                "unknown key 'extra' (allowed: expect, interfaces, limits, services, version)",
+            )
+        ],
     ),
     Case(
         "unknown-key-interface",
