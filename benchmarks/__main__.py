@@ -12,7 +12,7 @@ from collections.abc import Callable
 from benchmarks import report
 from benchmarks.report import PartResult
 
-PARTS = ("testrun", "e2e", "flood", "control", "memory", "ifaces")
+PARTS = ("testrun", "e2e", "flood", "control", "memory", "ifaces", "expect")
 
 
 def _runner(name: str) -> Callable[[bool], PartResult]:
@@ -28,6 +28,10 @@ def _runner(name: str) -> Callable[[bool], PartResult]:
         from benchmarks import ifaces
 
         return ifaces.run_ifaces
+    if name == "expect":
+        from benchmarks import expect
+
+        return expect.run_expect
     if name == "control":
         from benchmarks import control
 
