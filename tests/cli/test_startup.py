@@ -1,6 +1,7 @@
 """The apply/diff/status path starts without the heavy imports it does not need: pyroute2
 (~0.1 s) only for a change of attachment, jsonschema (~50 ms) only to validate, bcc only to
-compile. Start-up time is most of a no-op apply's budget (README: figures)."""
+compile, scapy (~0.3 s) only to read a capture. Start-up time is most of a no-op apply's
+budget (README: figures)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.unit
 CODE = """
 import sys
 import mplexctl.cli.main, mplexctl.engine.apply, mplexctl.engine.probe, mplexctl.engine.status
-import mplexctl.config, mplexctl.compiler.build
-heavy = sorted(m for m in ("pyroute2", "jsonschema", "bcc") if m in sys.modules)
+import mplexctl.config, mplexctl.compiler.build, mplexctl.cli.prove, mplexctl.engine.execute
+heavy = sorted(m for m in ("pyroute2", "jsonschema", "bcc", "scapy") if m in sys.modules)
 print(",".join(heavy))
 """
 

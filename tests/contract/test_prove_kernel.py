@@ -166,3 +166,42 @@ def test_adding_expectations_plans_empty(host: Host) -> None:
     third = host.apply(with_expect)  # the recorded file: the no-op fast path
     assert (third["changed"], third["compiles"]) == (False, 0)
     assert host.status()["prog_id"] != 0
+
+
+def test_pcap_replay_diff_live(host: Host, tmp_path: Path) -> None:
+    """--diff-live: the capture replayed against the file and against what the live program
+    carries, side by side; the live side is read back from the maps."""
+    from scapy.utils import RawPcapWriter
+
+    from mplexctl.config import parse_config
+    from mplexctl.contract.packet import build_frame
+
+    live_text = config(EVERY_VERDICT, iface=host.xdp)
+    host.apply(Path(write(host.tmp, live_text)))
+    new_text = live_text.replace('"600": 5001', '"600": 5009').replace(
+        "port: 5001\n", "port: 5009\n"
+    )
+    new = write(host.tmp, new_text)
+    cfg = parse_config(new_text)
+    cap = tmp_path / "c.pcap"
+    w = RawPcapWriter(str(cap), linktype=1)
+    for e in cfg.expectations:
+        w.write(build_frame(cfg, e.packet).frame)
+    w.close()
+    r = host.cli("explain", new, "--pcap", str(cap), "--diff-live", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    rows = {
+        (x["service"], x["verdict"], x["port"]): (x["packets"], x["live_packets"])
+        for x in doc["rows"]
+    }
+    assert rows[("telemetry", "rewrite", 5009)] == (1, 0)
+    assert rows[("telemetry", "rewrite", 5001)] == (0, 1)
+    assert rows[("control", "rewrite", 6001)] == (1, 1)
+    assert host.xdp in doc["live"]
+    text = host.cli("explain", new, "--pcap", str(cap), "--diff-live")
+    assert "+1" in text.stdout and "-1" in text.stdout
+    empty = host.cli("explain", new, "--pcap", str(cap), "--diff-live")
+    host.cli("detach")
+    gone = host.cli("explain", new, "--pcap", str(cap), "--diff-live")
+    assert empty.returncode == 0 and gone.returncode == 3 and "nothing live" in gone.stderr
