@@ -9,6 +9,8 @@ from mplexctl.compiler.header import render_common_header
 
 PROGRAM_FILE = "mplex.c"
 PARSE_FILE = "mplex_parse.h"  # hand-written helpers, inlined like the generated headers
+CORE_FILE = "mplex_core.h"  # the packet contract shared by every hook's entry
+HAND_HEADERS = (PARSE_FILE, CORE_FILE)
 
 
 def _include(name: str) -> str:
@@ -29,7 +31,7 @@ def program_template() -> str:
 
 def c_inputs() -> list[str]:
     """Every text the final source is made of besides the config header."""
-    return [_read(PROGRAM_FILE), _read(PARSE_FILE), render_common_header()]
+    return [_read(PROGRAM_FILE), *(_read(name) for name in HAND_HEADERS), render_common_header()]
 
 
 def render_config_header(
@@ -50,12 +52,12 @@ def render_config_header(
 
 
 def render_source(config_header: str) -> str:
-    """The exact text BCC compiles: both headers inlined where the program includes them."""
+    """The exact text BCC compiles: every header inlined where the program includes it."""
     program = program_template()
     parts = {
         "mplex_config.h": config_header,
         "mplex_common.h": render_common_header(),
-        PARSE_FILE: _read(PARSE_FILE),
+        **{name: _read(name) for name in HAND_HEADERS},
     }
     for name, text in parts.items():
         if _include(name) not in program:
