@@ -56,13 +56,14 @@ def _test_slot(pm: ProgramMaps) -> int:
     return pm.if_slots().get(LOOPBACK_IFINDEX, C.IF_SLOT_NONE)
 
 
-def _slot_packets(pm: ProgramMaps, slot: int) -> list[int]:
-    """Packets of each (service, verdict) row of one counter slot, summed over CPUs (one
-    lookup per row: a test reads a handful, not the whole counter map)."""
+def _slot_packets(pm: ProgramMaps, slot: int, services: int) -> list[int]:
+    """Packets of each (service, verdict) row of one counter slot, summed over CPUs, for the
+    first `services` services (one lookup per row: the compiled services' rows, not the
+    whole counter map)."""
     m = pm.maps[C.MAP_SVC_STATS]
     first = layout.stats_row(slot, 0, 0, pm.n_services)
     out = []
-    for row in range(first, first + pm.n_services * len(C.VERDICTS)):
+    for row in range(first, first + services * len(C.VERDICTS)):
         raw = m.lookup(layout.U32.pack(row)) or b""
         out.append(sum(layout.COUNTER.unpack(v)[0] for v in m.per_cpu(raw) if v))
     return out
@@ -73,11 +74,12 @@ def run_expectations(prog_fd: int, pm: ProgramMaps, build: Build) -> list[Kernel
     out = []
     slot = _test_slot(pm)
     nv = len(C.VERDICTS)
-    before = _slot_packets(pm, slot)
+    services = len(build.services)
+    before = _slot_packets(pm, slot, services)
     for exp in build.config.expectations:
         built = build_frame(build.config, exp.packet)
         run = prog_test_run(prog_fd, built.frame, repeat=1)
-        after = _slot_packets(pm, slot)
+        after = _slot_packets(pm, slot, services)
         moved = [
             divmod(i, nv) for i, (a, b) in enumerate(zip(after, before, strict=True)) if a != b
         ]
