@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
@@ -62,6 +65,25 @@ def parse_config(
     """Validate YAML text; raise ConfigError listing every problem as FILE:LINE: PATH: msg.
     Then, with `expectations`, check every `expect:` item against the model: the failed ones
     are reported together as FILE:LINE: expect[i] (name): got X, expected Y."""
+    with _collector_paused():
+        return _parse(text, filename, verdicts, expectations)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Loading makes tens of thousands of small acyclic objects (lines by path, tags, an
+    expectation's frame); the cyclic collector would walk them all a few times for nothing
+    (~20 % of validating 1,000 expectations). Reference counting still frees them."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _parse(text: str, filename: str, verdicts: Verdicts | None, expectations: bool) -> Config:
     try:
         located = locate_text(text)
     except YamlSyntaxError as exc:

@@ -47,12 +47,17 @@ _QUOTED = r'"[ !#-\[\]-~]*"'  # printable ASCII, no backslash or double quote
 _NAME = r"[A-Za-z](?:[A-Za-z0-9 _.,()/'+=-]*[A-Za-z0-9_.)'])?"
 _TAIL = r"(?:[ ]+#[^\n]*|[ ]*)$"
 _LINE = re.compile(
-    rf"( *)(- +)?(?:(name): ({_QUOTED}|{_NAME})|(verdict): ({_WORD})|(port): ({_INT})"
-    rf"|(packet): (\{{[^\n]*?\}})){_TAIL}"
+    rf"( *)(- +)?(name|verdict|port|packet): ({_QUOTED}|{_NAME}|{_INT}|\{{[^\n]*?\}}){_TAIL}"
 )
 _VALUE = rf"(?:{_INT}|{_WORD}|{_QUOTED}|\[ *(?:(?:{_INT}) *(?:, *(?:{_INT}) *)*)?\])"
 _FLOW = re.compile(rf"\{{ *(?:{_WORD}: +{_VALUE} *(?:, *{_WORD}: +{_VALUE} *)*)?\}}")
 _PAIR = re.compile(rf"({_WORD}): +({_VALUE})")
+_KEY_VALUE = {
+    "name": re.compile(f"{_QUOTED}|{_NAME}"),
+    "verdict": re.compile(_WORD),
+    "port": re.compile(_INT),
+    "packet": _FLOW,
+}
 
 
 @dataclass
@@ -72,9 +77,8 @@ def _scalar(text: str) -> Any:
     return text
 
 
-def _flow(text: str, at: Path, line: int, lane: Lane) -> dict[str, Any] | None:
-    if not _FLOW.fullmatch(text):
-        return None
+def _pairs(text: str, at: Path, line: int, lane: Lane) -> dict[str, Any] | None:
+    """The mapping of a flow mapping _FLOW matched (None: a form the lane leaves to YAML)."""
     out: dict[str, Any] = {}
     for key, raw in _PAIR.findall(text):
         if key in out or key in _SPECIAL:
@@ -103,10 +107,10 @@ def _read(body: str, first_line: int, lane: Lane) -> bool:
             if _SKIP.fullmatch(text):
                 continue
             return False
-        spaces, dash = len(m.group(1)), m.group(2)
-        key, raw = next(
-            (k, v) for k, v in zip(m.groups()[2::2], m.groups()[3::2], strict=True) if k
-        )
+        lead, dash, key, raw = m.groups()
+        spaces = len(lead)
+        if not _KEY_VALUE[key].fullmatch(raw):
+            return False
         if dash:
             if indent < 0:
                 indent = spaces
@@ -125,7 +129,7 @@ def _read(body: str, first_line: int, lane: Lane) -> bool:
         if key in item:
             return False
         if key == "packet":
-            value = _flow(raw, at, n, lane)
+            value = _pairs(raw, at, n, lane)
             if value is None:
                 return False
         elif raw in _SPECIAL:
