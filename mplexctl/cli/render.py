@@ -32,7 +32,8 @@ def maps_text(build: Build) -> str:
         f"/* generation {build.generation}  digest {build.digest} */",
         "",
         build.header,
-        f"/* map {C.MAP_SERVICES}: live row = index*2 + {C.MAP_ACTIVE}[index] */",
+        f"/* map {C.MAP_SERVICES}: live row = MPLEX_SVC_ROW(svc, {C.MAP_ACTIVE}[svc]) = "
+        f"{C.ENCODINGS['SVC_ROW'][1]} */",
     ]
     for s in maps[C.MAP_SERVICES]:
         out.append(

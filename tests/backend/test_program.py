@@ -11,6 +11,7 @@ from mplexctl.backend.loader import compile_and_load
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build, compile_config
+from mplexctl.compiler.layout import route_prefix
 from mplexctl.config import parse_config
 
 pytestmark = [pytest.mark.kernel, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -64,7 +65,7 @@ def test_route_dump_matches_entry_by_entry_reading(filled: tuple[Build, ProgramM
         assert len(values) >= 1
         assert values == [layout.route_value(layout.route_port(values[0]))] * len(values)
     groups = dump.groups
-    assert set(groups) == {0 << 1 | 0, 0 << 1 | 1, 1 << 1 | 0}
+    assert set(groups) == {route_prefix(0, 0), route_prefix(0, 1), route_prefix(1, 0)}
     alpha, beta = build.services
     want = {0: alpha.routes, 1: other, 2: beta.routes}
     lengths = {0: 3, 1: 3, 2: 2}
@@ -99,6 +100,6 @@ def test_write_table_keeps_the_counters_of_kept_tags(filled: tuple[Build, Progra
     assert entries[layout.route_key(1, 1, b"zz")] == [layout.route_value(8003)] * ncpu
     assert entries[layout.route_key(1, 0, b"ab")] == counted  # the old slot is untouched
     dump = pm.route_dump()
-    pm.delete_prefix(dump, 1 << 1 | 0)
+    pm.delete_prefix(dump, route_prefix(1, 0))
     left = {layout.U32.unpack(k[:4])[0] for k in pm.route_entries()}
-    assert left == {0, 1 << 1 | 1} and len(beta.routes) == 3
+    assert left == {0, route_prefix(1, 1)} and len(beta.routes) == 3
