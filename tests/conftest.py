@@ -1,4 +1,5 @@
-"""Shared fixtures: the two-host `lab`; kernel tests need root (fail without it, never skip)."""
+"""Shared fixtures: the two-host `lab`, both YAML back ends; kernel tests need root (fail
+without it, never skip)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
+from mplexctl.config import yamlsrc
 from tests.lab import Lab
 
 
@@ -25,3 +28,15 @@ def lab() -> Iterator[Lab]:
     """A fresh two-namespace lab (src -> veth -> dst), deleted afterwards whatever happens."""
     with Lab() as fresh:
         yield fresh
+
+
+@pytest.fixture(params=["libyaml", "python"])
+def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a parser-sensitive test with both YAML back ends (libyaml and pure Python)."""
+    if request.param == "libyaml":
+        if not getattr(yaml, "__with_libyaml__", False):
+            pytest.skip("PyYAML built without libyaml")
+        monkeypatch.setattr(yamlsrc, "_LOADER", yaml.CSafeLoader)
+    else:
+        monkeypatch.setattr(yamlsrc, "_LOADER", yaml.SafeLoader)
+    return str(request.param)

@@ -200,7 +200,7 @@ def _checked_routes_emptied(data: Any) -> Any:
 
 
 class Verdicts(Protocol):
-    """Where schema_problems may remember inputs found valid (backend/verdicts.py)."""
+    """Where schema_problems may remember inputs found valid (accel/verdicts.py)."""
 
     def known_valid(self, digest: str) -> bool: ...
 

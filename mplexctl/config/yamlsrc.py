@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
-
-from mplexctl.config import routeblocks
 
 Path = tuple[str | int, ...]
 
@@ -26,6 +24,12 @@ ALIAS_NODES_BASE = 100_000
 ALIAS_NODES_PER_NODE = 10
 
 
+class KeyLines(Protocol):
+    """Lines of a mapping's keys, worked out only when a message needs one."""
+
+    def line_of(self, key: str) -> int: ...
+
+
 @dataclass
 class Located:
     """Plain data (dicts, lists, scalars) plus the line of each node, keyed by path."""
@@ -37,16 +41,17 @@ class Located:
     # written in the file, so that a message can quote exactly what the author wrote.
     numeric_keys: list[Path] = field(default_factory=list)
     duplicate_keys: list[Path] = field(default_factory=list)
-    # Route mappings read by the fast lane (routeblocks.py), by path: lines on demand.
-    blocks: dict[Path, routeblocks.Block] = field(default_factory=dict)
+    # Mappings whose entries' lines are not in `lines` but worked out on demand, by path
+    # (each entry on one line: key and value share it).
+    deferred: dict[Path, KeyLines] = field(default_factory=dict)
 
     def line_of(self, path: Path, *, key: bool = False) -> int:
         """Line of the node at path, or of its nearest ancestor that has one."""
         table = self.key_lines if key else self.lines
         p = tuple(path)
-        block = self.blocks.get(p[:-1]) if p else None
-        if block is not None and isinstance(p[-1], str):
-            return block.line_of(p[-1])
+        mapping = self.deferred.get(p[:-1]) if p else None
+        if mapping is not None and isinstance(p[-1], str):
+            return mapping.line_of(p[-1])
         while p:
             if p in table:
                 return table[p]
@@ -80,8 +85,6 @@ class _Walker:
         self.seen: set[yaml.Node] = set()
         self.active: set[yaml.Node] = set()
         self.revisits = 0
-        # Fast-lane sentinels met: value -> (path, line, in a block mapping, double-quoted).
-        self.sentinels: dict[str, list[tuple[Path, int, bool, bool]]] = {}
 
     def walk(self, node: yaml.Node, path: Path) -> Any:
         if node in self.active:
@@ -135,15 +138,7 @@ class _Walker:
             if key in result:
                 self.out.duplicate_keys.append(child)
             self.out.key_lines[child] = _line(key_node)
-            result[key] = value = self.walk(value_node, child)
-            if isinstance(value, str) and value.startswith(routeblocks.SENTINEL):
-                where = (
-                    child,
-                    _line(value_node),
-                    node.flow_style is False,
-                    value_node.style == '"',
-                )
-                self.sentinels.setdefault(value, []).append(where)
+            result[key] = self.walk(value_node, child)
         return result
 
     def _scalar(self, node: yaml.Node) -> Any:
@@ -176,47 +171,13 @@ def _reader_error(text: str, exc: yaml.reader.ReaderError) -> YamlSyntaxError:
 
 def load_located(text: str) -> Located:
     """Compose YAML (safe schema only) and return data with positions."""
-    lane = routeblocks.split(text)
-    if lane is not None:
-        try:
-            out, walker = _load(lane.skeleton)
-        except YamlSyntaxError:
-            pass  # the ordinary path says what is wrong, with the original text
-        else:
-            if _fill(out, walker, lane):
-                return out
-    return _load(text)[0]
+    return locate(compose(text))
 
 
-def _fill(out: Located, walker: _Walker, lane: routeblocks.Lane) -> bool:
-    """Put each block's mapping where its sentinel is, if every sentinel is exactly the value
-    of its own `routes:` key (block style, on the block's header line) and nothing else."""
-    places = []
-    for name, block in lane.blocks.items():
-        found = walker.sentinels.get(name, [])
-        if len(found) != 1:
-            return False
-        path, line, block_style, quoted = found[0]
-        if not (block_style and quoted and line == block.header_line and path[-1] == "routes"):
-            return False
-        places.append((path, block))
-    if len(walker.sentinels) != len(lane.blocks) or out.duplicate_keys:
-        return False  # a repeated key may have replaced a sentinel (or one of its parents)
-    if any(len(path) + 1 > MAX_DEPTH for path, _ in places):
-        return False  # the block's entries would be nested too deeply: walk() says so
-    for path, block in places:
-        parent = out.data
-        for part in path[:-1]:
-            parent = parent[part]
-        parent[path[-1]] = block.routes
-        out.lines[path] = block.entry_line
-        out.blocks[path] = block
-    return True
-
-
-def _load(text: str) -> tuple[Located, _Walker]:
+def compose(text: str) -> yaml.Node | None:
+    """The node tree of a one-document YAML text (None: empty); YamlSyntaxError otherwise."""
     try:
-        node = yaml.compose(text, Loader=_LOADER)
+        node: yaml.Node | None = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # The end of the stream is on the line after a final newline: name the last line.
@@ -229,10 +190,14 @@ def _load(text: str) -> tuple[Located, _Walker]:
         raise YamlSyntaxError(1, f"invalid YAML: {exc}") from None
     except RecursionError:
         raise YamlSyntaxError(1, "invalid YAML: nested too deeply") from None
+    return node
+
+
+def locate(node: yaml.Node | None) -> Located:
+    """Plain data with the line of every node, from a composed node tree."""
     out = Located(data=None)
-    walker = _Walker(out)
     if node is None:
         out.lines[()] = 1
-        return out, walker
-    out.data = walker.walk(node, ())
-    return out, walker
+        return out
+    out.data = _Walker(out).walk(node, ())
+    return out

@@ -1,27 +1,25 @@
-"""The main job, as a short script of stage calls:
-load -> validate -> compile -> probe -> plan -> apply -> verify (as nmstate's netapplier)."""
+"""The main job, as a short script of stage calls (as nmstate's netapplier):
+load -> validate -> compile -> probe -> plan -> execute (with undo) -> verify.
+
+Each shortcut sits in mplexctl/accel/ behind one call that answers None ("not applicable")
+when it cannot help; the reference path is the line after it. MPLEXCTL_ACCEL=0 turns every
+shortcut off, and the result is the same."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from mplexctl import __version__
-from mplexctl import constants as C
+from mplexctl.accel import noop, overlap, reprobe
 from mplexctl.backend import host
-from mplexctl.backend.host import in_background
-from mplexctl.backend.verdicts import SchemaVerdicts
-from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build, compile_config
-from mplexctl.compiler.source import c_inputs
 from mplexctl.config import load_config
-from mplexctl.engine.execute import Stamp, execute
+from mplexctl.engine.execute import execute
 from mplexctl.engine.plan import Plan, plan
-from mplexctl.engine.probe import RouteWrites, probe, recorded_sources
-from mplexctl.engine.state import LiveState, content_digest, desired_services, readable_state
+from mplexctl.engine.probe import probe
+from mplexctl.engine.state import LiveState, desired_services, readable_state
 from mplexctl.errors import HostError, KernelError, RefusedError
 
 
@@ -107,123 +105,72 @@ def plan_file(path: str, *, force: bool = False) -> Plan:
     return plan(compile_config(load_config(path)), probe(), force=force)
 
 
-@cache
-def _salt() -> bytes:
-    """What besides the file decides a build: mplexctl's version and its C sources."""
-    texts = [*c_inputs(), __version__]
-    return hashlib.sha256("\0".join(texts).encode()).digest()
-
-
-def source_digest(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        load_config(path)  # raises the ConfigError that names the file and the reason
-        raise
-    return hashlib.sha256(_salt() + raw).hexdigest()
-
-
-def unchanged_since_apply(live: LiveState, source: str) -> bool:
-    """The fast no-op: one mplex program, applied from this very file (and mplexctl), runs
-    on every interface that apply attached it to, each with its counter slot, and its maps
-    still hold exactly what that apply wrote. Needs no YAML parsing, so a no-op apply does
-    not scale with the size of the file."""
-    programs = live.programs()
-    if len(programs) != 1:
-        return False
-    ((prog_id, prog),) = programs.items()
-    if prog.layout != C.LAYOUT_VERSION or prog.source_digest != source:
-        return False
-    if prog.stray_routes or not prog.rows_in_sync:
-        return False
-    if content_digest(prog.services) != prog.content_digest:
-        return False  # drift: someone edited a map
-    carriers = {i.index for i in live.carriers(prog_id)}
-    return len(carriers) == prog.n_interfaces and set(prog.if_slots) == carriers
-
-
-def load_and_probe(path: str, source: str) -> tuple[Build | None, LiveState]:
-    """The desired build (None: unchanged since the last apply, no need to parse) and the
-    live state. When the file is not the one last applied, it is parsed while another thread
-    probes: the route-map dump (~25 ms for 65,536 routes) runs without the GIL."""
-    if source in recorded_sources():
-        live = probe()
-        if unchanged_since_apply(live, source):
-            return None, live
-        return compile_config(load_config(path, SchemaVerdicts())), live
-    with in_background(probe) as live_later:
-        build = compile_config(load_config(path, SchemaVerdicts()))  # nothing touched yet
-    return build, live_later.result()
-
-
 def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult:
-    source = source_digest(path)
+    """Make the live state what the file says (check: only say what that would change)."""
+    source = noop.source_digest(path)  # accel: the file's digest; None when off
     with host.host_lock():
-        build, live = load_and_probe(path, source)
-        if build is None:
-            gen = next(iter(live.programs().values())).generation
-            return ApplyResult(False, gen, Plan(gen), _views(live, set(), live), True, check)
+        unchanged = noop.unchanged(source)  # accel: the live state if nothing changed
+        if unchanged is not None:
+            return nothing_to_do(unchanged, check)
+        loaded = overlap.load_and_probe(path)  # accel: parse while probing
+        build, live = loaded if loaded is not None else load_then_probe(path)
         names = {i.name for i in build.config.interfaces}
-        stamp = Stamp(source, content_digest(desired_services(build)))
         p = plan(build, live, force=force)
         check_applicable(p)
-        if p.empty and not check:
-            restamp(live, build, stamp)  # e.g. only comments changed: record the new file
+        stamp = noop.stamp(source, build)
         if check or p.empty:
-            views = _views(live, names, build)
-            return ApplyResult(not p.empty, build.generation, p, views, p.empty, check)
+            if not check:
+                noop.restamp(live, build, stamp)  # accel: e.g. only comments changed
+            return ApplyResult(
+                changed=not p.empty,
+                generation=build.generation,
+                plan=p,
+                views=_views(live, names, build),
+                verified=p.empty,
+                check=check,
+            )
         host.ensure_bpffs()
         outcome = execute(p, build, live, stamp)
-        after = probe(expect=route_writes(p, live, build))
-        leftover = plan(build, after, force=force)
-        if not leftover.empty:
-            lines = "; ".join(c.detail for c in leftover.changes) or "state still differs"
-            raise KernelError(f"verification failed after apply: {lines}")
+        after = verify(build, p, live, force=force)
     return ApplyResult(
-        True,
-        build.generation,
-        p,
-        _views(live, names, after),
-        True,
-        False,
-        tuple(outcome.notes),
-        outcome.compiles,
+        changed=True,
+        generation=build.generation,
+        plan=p,
+        views=_views(live, names, after),
+        verified=True,
+        check=False,
+        notes=tuple(outcome.notes),
+        compiles=outcome.compiles,
     )
 
 
-def route_writes(p: Plan, live: LiveState, build: Build) -> dict[int, RouteWrites]:
-    """Per program, the route ports p writes in place (when that is all it does to the
-    routes), so that the verifying re-probe can confirm them without decoding every route."""
-    pp = p.program
-    if pp is None or pp.new or pp.cleanup:
-        return {}
-    prog = live.programs().get(pp.prog_id)
-    if prog is None:
-        return {}
-    writes: dict[bytes, int] = {}
-    for op in pp.service_ops:
-        if op.kind == "table" or (op.kind == "route" and op.tags[0] not in op.service.routes):
-            return {}  # entries added or removed: decode the re-probe
-        if op.kind == "route":
-            key = layout.route_key(op.index, prog.route_slot[op.index], op.tags[0])
-            writes[key] = op.service.routes[op.tags[0]]
-    return {prog.prog_id: RouteWrites(prog, desired_services(build), writes)}
+def load_then_probe(path: str) -> tuple[Build, LiveState]:
+    """Load, validate and compile the file (nothing touched yet), then read the live state."""
+    build = compile_config(load_config(path))
+    return build, probe()
 
 
-def restamp(live: LiveState, build: Build, stamp: Stamp) -> None:
-    """Record the file's digest in programs whose content is already right (no change)."""
-    from mplexctl.backend.program import ProgramMaps
+def nothing_to_do(live: LiveState, check: bool) -> ApplyResult:
+    """The result of an apply that found the live state already as the file says."""
+    gen = next(iter(live.programs().values())).generation
+    return ApplyResult(
+        changed=False,
+        generation=gen,
+        plan=Plan(gen),
+        views=_views(live, set(), live),
+        verified=True,
+        check=check,
+    )
 
-    for prog_id, prog in live.programs().items():
-        if (prog.source_digest, prog.content_digest) == (stamp.source, stamp.content):
-            continue
-        pm = ProgramMaps.open(prog_id)
-        if pm is not None:
-            try:
-                pm.write_meta(build, prog.seq, prog.applied_ns, stamp.source, stamp.content)
-            finally:
-                pm.close()
+
+def verify(build: Build, p: Plan, before: LiveState, *, force: bool) -> LiveState:
+    """Probe again and plan again: after an apply, nothing may be left to do."""
+    after = probe(expect=reprobe.expected(p, before, build))  # accel: confirm in bulk
+    leftover = plan(build, after, force=force)
+    if not leftover.empty:
+        lines = "; ".join(c.detail for c in leftover.changes) or "state still differs"
+        raise KernelError(f"verification failed after apply: {lines}")
+    return after
 
 
 def detach(names: list[str] | None) -> list[str]:

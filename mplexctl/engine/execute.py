@@ -32,10 +32,11 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Stamp:
-    """What the metadata of every program touched by this apply records."""
+    """What the metadata of every program touched by this apply records for accel/noop.py
+    (empty: nothing recorded)."""
 
-    source: str  # digest of the config file (and mplexctl) this generation came from
-    content: str  # digest of the desired services and routes
+    source: str = ""  # digest of the config file (and mplexctl) this generation came from
+    content: str = ""  # digest of the desired services and routes
 
 
 def _now_ns() -> int:

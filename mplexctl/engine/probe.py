@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from mplexctl import constants as C
+from mplexctl.accel import reprobe
+from mplexctl.accel.reprobe import RouteWrites
 from mplexctl.backend import bpfsys, netlink
 from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
@@ -24,51 +25,20 @@ from mplexctl.engine.state import (
 _PROTO_NAMES = {v: k for k, v in C.PROTO_NUMBERS.items()}
 
 
-@dataclass(frozen=True)
-class RouteWrites:
-    """Route ports an apply wrote in place into one program (no entry added or removed, no
-    table or program swap), and the state they were planned from: see read_program."""
-
-    before: ProgramState  # as probed before the apply, with its route image
-    desired: tuple[ServiceState, ...]
-    writes: dict[bytes, int]  # full route key -> port written
-
-
-def _confirmed(
-    writes: RouteWrites | None,
-    pm: ProgramMaps,
-    dump: RouteDump,
-    names: list[str],
-    slots: list[int],
-) -> bool:
-    """True when the dump holds exactly the entries of the earlier probe, in the same order,
-    with exactly the planned ports written. The earlier probe's routes differed from the
-    desired ones by exactly those writes (the plan), so the routes now decode to the desired
-    tables: the re-probe reads every entry again but need not decode 65,536 of them."""
-    if writes is None or writes.before.prog_id != pm.prog_id or writes.before.image is None:
-        return False
-    image = writes.before.image
-    if [s.name for s in writes.desired] != names or [
-        s.name for s in writes.before.services
-    ] != names:
-        return False
-    if tuple(slots) != writes.before.route_slot or dump.keys != image.keys:
-        return False
-    return image.patched(writes.writes) == dump.ports_raw
-
-
 def read_program(
     pm: ProgramMaps, dump: RouteDump, writes: RouteWrites | None = None
 ) -> ProgramState:
-    """The program's state from its maps; `dump` is one dump of its route map."""
+    """The program's state from its maps; `dump` is one dump of its route map; `writes`:
+    what an apply wrote in place, which accel/reprobe.py may confirm without decoding."""
     meta = pm.meta()
     assert meta is not None  # ProgramMaps.open checked the magic
     info = pm.service_info()
     active = pm.active()
     rows = [layout.unpack_svc(pm.service_row(i, active[i])) for i in range(len(info))]
     slots = [row.slot for row in rows]
-    confirmed = _confirmed(writes, pm, dump, [name for name, _, _ in info], slots)
-    groups = {} if confirmed else dump.groups
+    names = [name for name, _, _ in info]
+    known = reprobe.confirmed(writes, pm.prog_id, dump, names, slots)  # None: decode
+    groups = {} if known is not None else dump.groups
     services = []
     live_count = 0
     in_sync = True
@@ -77,9 +47,8 @@ def read_program(
         in_sync &= bool(flags & C.SVC_F_VALID)
         prefix = layout.route_prefix(index, row.slot)
         routes: Routes = MappingProxyType({})
-        if confirmed:
-            assert writes is not None
-            routes = writes.desired[index].routes
+        if known is not None:
+            routes = known[index]
         elif prefix in groups:
             routes = MappingProxyType(dump.table(groups[prefix], row.tag_len))
         live_count += len(routes)
@@ -155,7 +124,7 @@ def interface_state(
 def probe(expect: dict[int, RouteWrites] | None = None) -> LiveState:
     """Every interface of this network namespace and what XDP program it carries. A program
     shared by several interfaces is read (and its route map dumped) once. `expect`: per prog
-    id, in-place route writes an apply made, which the re-probe may confirm in bulk."""
+    id, in-place route writes an apply made, which accel/reprobe.py may confirm in bulk."""
     expect = expect or {}
     links = netlink.list_links()
     found: dict[int, tuple[ProgramState | None, str]] = {}
@@ -166,18 +135,3 @@ def probe(expect: dict[int, RouteWrites] | None = None) -> LiveState:
     return LiveState(
         {link.name: interface_state(link, *found.get(link.prog_id, (None, ""))) for link in links}
     )
-
-
-def recorded_sources() -> set[str]:
-    """The config-file digests the mplex programs of this namespace were applied from, read
-    from their metadata alone (no route dump): tells apply whether a no-op is possible."""
-    out = set()
-    for prog_id in {link.prog_id for link in netlink.list_links() if link.prog_id}:
-        pm = ProgramMaps.open(prog_id)
-        if pm is not None:
-            try:
-                meta = pm.meta()
-                out.add(meta.source_digest if meta else "")
-            finally:
-                pm.close()
-    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,25 +16,12 @@ ServiceState = ServiceEntry
 
 @dataclass(frozen=True)
 class RouteImage:
-    """The route map as one probe read it: packed keys and CPU 0's ports, in dump order."""
+    """The route map as one probe read it: packed keys and CPU 0's ports, in dump order
+    (what accel/reprobe.py compares the verifying re-probe with)."""
 
     keys: bytes
     ports: bytes  # 2 bytes per entry, network byte order
     key_size: int
-
-    def patched(self, writes: dict[bytes, int]) -> bytes | None:
-        """The ports after writing `writes` (full key -> port) in place; None when a key is
-        not in the image (an added route: the image cannot say)."""
-        out = bytearray(self.ports)
-        for key, port in writes.items():
-            at = self.keys.find(key)
-            while at >= 0 and at % self.key_size:
-                at = self.keys.find(key, at + 1)
-            if at < 0:
-                return None
-            i = at // self.key_size
-            out[2 * i : 2 * i + 2] = port.to_bytes(2, "big")
-        return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -97,15 +83,6 @@ class LiveState:
 
 def desired_services(build: Build) -> tuple[ServiceState, ...]:
     return build.services
-
-
-def content_digest(services: tuple[ServiceState, ...]) -> str:
-    """Digest of what the data plane does (rows + routes), independent of slots and rows."""
-    h = hashlib.sha256()
-    for s in services:
-        h.update(repr((s.index, s.name, s.protocol, s.port, s.behaviour())).encode())
-        h.update(s.routes_digest.encode())
-    return h.hexdigest()
 
 
 def readable_state(

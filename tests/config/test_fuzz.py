@@ -14,6 +14,7 @@ import yaml
 from mplexctl.config import Config, parse_config
 from mplexctl.config.yamlsrc import line_count
 from mplexctl.errors import ConfigError
+from tests.support.located import paths as all_paths
 
 pytestmark = pytest.mark.unit
 
@@ -113,17 +114,6 @@ WEIRD: list[Any] = [
 ]
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [path]
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*path, i))
-    return out
-
-
 def _replace(data: Any, path: tuple[Any, ...], value: Any) -> Any:
     if not path:
         return value
@@ -173,7 +163,7 @@ def test_text_mutations(seed: int, yaml_loader: str) -> None:
 def test_value_mutations(seed: int, yaml_loader: str) -> None:
     rng = random.Random(31337 + seed)
     data = yaml.safe_load(EXAMPLE)
-    paths = _paths(data)
+    paths = all_paths(data)
     for _ in range(60):
         mutated = data
         for _ in range(rng.randint(1, 3)):

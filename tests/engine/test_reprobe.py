@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from mplexctl.accel.reprobe import expected as route_writes
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import compile_config
 from mplexctl.config import load_config
-from mplexctl.engine.apply import route_writes
 from mplexctl.engine.plan import plan
 from mplexctl.engine.probe import probe
 from tests.engine.conftest import Host
@@ -29,7 +29,9 @@ def _write(prog_id: int, svc: int, slot: int, tag: bytes, port: int) -> None:
         pm.close()
 
 
-def test_reprobe_confirms_exactly_the_planned_writes(host: Host) -> None:
+def test_reprobe_confirms_exactly_the_planned_writes(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
     host.apply(host.config(ROUTES))
     build = compile_config(load_config(str(host.config({**ROUTES, "600": 5101}))))
     want = build.services[0].routes
@@ -52,6 +54,13 @@ def test_reprobe_confirms_exactly_the_planned_writes(host: Host) -> None:
         assert svc.routes is want
         assert not plan(build, after).program.service_ops  # type: ignore[union-attr]
         assert probe().interfaces[host.xdp].program.services[0].routes == want  # type: ignore[union-attr]
+
+        # Accelerators off: nothing expected, and the same writes are decoded.
+        with monkeypatch.context() as m:
+            m.setenv("MPLEXCTL_ACCEL", "0")
+            assert route_writes(p, before, build) == {}
+            off = probe(expect=writes).interfaces[host.xdp].program.services[0]  # type: ignore[union-attr]
+            assert off.routes is not want and off.routes == want
 
         # Something else changed too (drift during the apply): decoded, and planned again.
         _write(prog.prog_id, 0, slot, b"601", 7777)

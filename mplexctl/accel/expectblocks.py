@@ -1,4 +1,4 @@
-"""The fast lane for `expect:`: a list of expectations read by a regex, not as YAML nodes.
+"""Accelerator for loading `expect:`: a list of expectations read by a regex, not as YAML nodes.
 
 1,000 expectations are ~12,000 YAML nodes: composing and walking them takes longer than
 everything else `validate` does with them. The lane accepts the top-level `expect:` block only
@@ -15,16 +15,18 @@ blank and comment lines anywhere.) It then blanks the block (line numbers stay p
 `expect:` a sentinel value, and the rest is loaded as usual; `place` puts the items where the
 sentinel landed. Anything else -- another form, a tab, a second `expect:` line, a sentinel not
 exactly at the top-level `expect` key on its line -- and the whole text takes the ordinary
-path: the lane changes the speed of loading, never its result (tests/config/test_expectblocks).
+path: the lane changes the speed of loading, never its result (tests/accel/test_expectblocks).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mplexctl.config.yamlsrc import Located, Path
+from mplexctl import accel
+from mplexctl.config.yamlsrc import Located, Path, YamlSyntaxError
 
 SENTINEL = "mplexctl-expect-block"
 _ODD_BREAKS = ("\r", "\x85", "\u2028", "\u2029", "\t")
@@ -181,3 +183,18 @@ def place(out: Located, lane: Lane) -> bool:
     out.lines.update(lane.lines)
     out.key_lines.update(lane.key_lines)
     return True
+
+
+def load_located(text: str, inner: Callable[[str], Located]) -> Located | None:
+    """What inner(text) returns, with the `expect:` block read by the lane (inner loads the
+    rest); None: not applicable (no block the lane reads, or anything it cannot vouch for)."""
+    if not accel.enabled():
+        return None
+    lane = split(text)
+    if lane is None:
+        return None
+    try:
+        out = inner(lane.skeleton)
+    except YamlSyntaxError:
+        return None  # the ordinary path says what is wrong, with the original text
+    return out if place(out, lane) else None

@@ -1,15 +1,18 @@
-"""Remembered schema verdicts: digests of inputs jsonschema found valid (a cache, never truth).
+"""Accelerator for validation: digests of inputs jsonschema found valid (a cache, never truth).
 
-jsonschema takes ~50 ms to import, a sixth of the one-route-change budget, and an edited route
-table leaves what jsonschema checks (everything but the routes, which a bulk check covers)
-unchanged. So apply remembers, in /run (tmpfs: gone at boot), the digest of each input that
-passed; the same input skips the import. A missing, unreadable or unwritable directory only
-costs the import. The digest covers the schema text and mplexctl's version too.
+Importing jsonschema is a large part of a one-route change, and an edited route table leaves
+what jsonschema checks (everything but the routes, which a bulk check covers) unchanged. So
+validation (`validate` and `apply` alike: config.parse_config) remembers, in /run (tmpfs: gone
+at boot), the digest of each input that passed; the same input skips the import. A missing,
+unreadable or unwritable directory only costs the import. The digest covers the schema text,
+the validator's rules and mplexctl's version too (config/schema.py).
 """
 
 from __future__ import annotations
 
 import os
+
+from mplexctl import accel
 
 VERDICT_DIR = "/run/mplexctl/schema-valid"
 KEEP = 64  # remembered inputs; the oldest are forgotten first
@@ -34,3 +37,8 @@ class SchemaVerdicts:
                     os.unlink(stale)
         except OSError:
             pass  # a cache: not being able to write it changes nothing
+
+
+def store() -> SchemaVerdicts | None:
+    """The store validation uses; None: not applicable (accelerators off)."""
+    return SchemaVerdicts() if accel.enabled() else None

@@ -1,22 +1,30 @@
-"""The fast lane of load_located: big route mappings read by a regex, not as YAML nodes.
+"""Accelerator for loading: big route mappings read by a regex, not as YAML nodes.
 
 A 65,536-route file is 65,536 near-identical lines `"TAG": PORT`. Composing them into YAML
 nodes takes ~1 s; a regex reads them in ~25 ms. The lane accepts a `routes:` block only when
 every line of it has one narrow form whose YAML meaning is plain (a double- or single-quoted
 printable-ASCII key without escapes, or a plain `hex:` key; a decimal port without sign,
 leading zero or underscore), and no key repeats. It then blanks the block (line numbers stay
-put), gives the `routes:` key a sentinel value, and load_located composes the rest with
-libyaml as usual and puts the block's mapping where the sentinel landed. If anything differs
--- another form, a tab, a repeated key, a sentinel that is not exactly the block-style value
-of that `routes:` key on that line -- the whole text takes the ordinary path: the lane can
-change the speed of loading, never its result (tests/config/test_routeblocks.py).
+put), gives the `routes:` key a sentinel value, composes the rest with libyaml as usual and
+puts the block's mapping where the sentinel landed. If anything differs -- another form, a
+tab, a repeated key, a sentinel that is not exactly the block-style value of that `routes:`
+key on that line -- load_located answers None and the whole text takes the ordinary path
+(config/yamlsrc.py): the lane can change the speed of loading, never its result
+(tests/accel/test_routeblocks.py).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
+
+import yaml
+
+from mplexctl import accel
+from mplexctl.config.yamlsrc import MAX_DEPTH, Located, Path, YamlSyntaxError, compose, locate
 
 SENTINEL = "mplexctl-route-block-"
 _ODD_BREAKS = ("\r", "\x85", "\u2028", "\u2029")  # YAML line breaks other than "\n"
@@ -162,3 +170,86 @@ def split(text: str) -> Lane | None:
         return None
     pieces.append(text[pos:])
     return Lane("".join(pieces), blocks)
+
+
+def load_located(text: str) -> Located | None:
+    """What yamlsrc.load_located(text) returns, read faster; None: not applicable (no block
+    the lane reads, or anything it cannot vouch for, errors included)."""
+    if not accel.enabled():
+        return None
+    lane = split(text)
+    if lane is None:
+        return None
+    try:
+        node = compose(lane.skeleton)
+        out = locate(node)
+    except YamlSyntaxError:
+        return None  # the ordinary path says what is wrong, with the original text
+    return out if _fill(out, node, lane) else None
+
+
+def _sentinel_nodes(root: yaml.Node | None) -> dict[str, list[tuple[int, bool]]]:
+    """Every scalar node holding a sentinel: its line, and whether it is a double-quoted
+    string that is the value (not the key) of a block-style mapping."""
+    found: dict[str, list[tuple[int, bool]]] = {}
+    seen: set[int] = set()
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
+    while todo:
+        node, as_value = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                todo += [(key, False), (value, node.flow_style is False)]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(item, False) for item in node.value]
+        elif isinstance(node, yaml.ScalarNode) and node.value.startswith(SENTINEL):
+            plain = as_value and node.style == '"' and node.tag == "tag:yaml.org,2002:str"
+            found.setdefault(node.value, []).append((int(node.start_mark.line) + 1, plain))
+    return found
+
+
+def _sentinel_paths(data: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
+    """(path, sentinel) of every sentinel in the data, as a key or as a value."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key.startswith(SENTINEL):
+                yield (*path, key), key
+            yield from _sentinel_paths(value, (*path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _sentinel_paths(value, (*path, i))
+    elif isinstance(data, str) and data.startswith(SENTINEL):
+        yield path, data
+
+
+def _fill(out: Located, node: yaml.Node | None, lane: Lane) -> bool:
+    """Put each block's mapping where its sentinel is, if every sentinel is exactly the value
+    of its own `routes:` key (block style, on the block's header line) and nothing else."""
+    if out.duplicate_keys:
+        return False  # a repeated key may have replaced a sentinel (or one of its parents)
+    nodes = _sentinel_nodes(node)
+    paths: dict[str, list[Path]] = {}
+    for path, name in _sentinel_paths(out.data):
+        paths.setdefault(name, []).append(path)
+    if nodes.keys() != lane.blocks.keys() or paths.keys() != lane.blocks.keys():
+        return False
+    places = []
+    for name, block in lane.blocks.items():
+        if nodes[name] != [(block.header_line, True)] or len(paths[name]) != 1:
+            return False
+        (path,) = paths[name]
+        if path[-1] != "routes" or out.lines.get(path) != block.header_line:
+            return False
+        if len(path) + 1 > MAX_DEPTH:
+            return False  # the block's entries would be nested too deeply: walk() says so
+        places.append((path, block))
+    for path, block in places:
+        parent = out.data
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = block.routes
+        out.lines[path] = block.entry_line
+        out.deferred[path] = block
+    return True

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from mplexctl.config import expectblocks, locate_text
+from mplexctl.accel import expectblocks
+from mplexctl.config import locate_text
 from mplexctl.config.yamlsrc import YamlSyntaxError, load_located
+from tests.support.located import positions
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +45,7 @@ def view(text: str, lane: bool) -> Any:
         out = locate_text(text) if lane else load_located(text)
     except YamlSyntaxError as exc:
         return ("error", exc.line, exc.message)
-    return (out.data, out.lines, out.key_lines, out.numeric_keys, out.duplicate_keys)
+    return positions(out)
 
 
 def block(rng: random.Random, n: int, indent: int = 2) -> str:

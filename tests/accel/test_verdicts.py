@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mplexctl.backend.verdicts import KEEP, SchemaVerdicts
+from mplexctl.accel.verdicts import KEEP, SchemaVerdicts
 from mplexctl.config.schema import schema_problems
 from tests.samples import service_doc
 
