@@ -1,5 +1,5 @@
-"""Shared fixtures: the two-host `lab`, both YAML back ends; kernel tests need root (fail
-without it, never skip)."""
+"""Shared fixtures: the two-host `lab`, both YAML back ends, the `accel` switch; kernel
+tests need root (fail without it, never skip)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,13 @@ def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     else:
         monkeypatch.setattr(yamlsrc, "_LOADER", yaml.SafeLoader)
     return str(request.param)
+
+
+@pytest.fixture(params=["accel-on", "accel-off"])
+def accel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test twice: with the accelerators (mplexctl/accel/) and without them
+    (MPLEXCTL_ACCEL=0, which mplexctl run as a subprocess inherits). Equivalence-critical
+    tests use it (`pytest.mark.usefixtures("accel")`): each shortcut is proven optional."""
+    on = request.param == "accel-on"
+    monkeypatch.setenv("MPLEXCTL_ACCEL", "1" if on else "0")
+    return on

@@ -16,7 +16,7 @@ from mplexctl.config.yamlsrc import line_count
 from mplexctl.errors import ConfigError
 from tests.support.located import paths as all_paths
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("accel")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "configs" / "example.yaml").read_text(encoding="utf-8")

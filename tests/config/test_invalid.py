@@ -12,7 +12,7 @@ from mplexctl.config.yamlsrc import MAX_DEPTH
 from mplexctl.errors import ConfigError
 from tests.samples import BLOCK
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("accel")]
 
 FILE = "bad.yaml"
 

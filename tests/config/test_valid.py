@@ -11,7 +11,7 @@ from mplexctl.config import Config, load_config, parse_config
 from mplexctl.config.model import Interface, Limits, Route, TagSpec, Window
 from tests.samples import BLOCK
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("accel")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "configs").glob("*.yaml"))

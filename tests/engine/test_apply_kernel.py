@@ -12,7 +12,7 @@ import pytest
 from tests.engine.conftest import ROOT, Host
 from tests.engine.kernel_helpers import attach_foreign, route_of
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("accel")]
 
 
 def test_apply_then_noop_apply_compiles_nothing(host: Host) -> None:

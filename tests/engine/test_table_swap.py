@@ -12,7 +12,7 @@ from mplexctl.engine.probe import probe
 from tests.engine.conftest import Host
 from tests.lab import in_netns
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("accel")]
 
 
 def _config(host: Host, length: int, routes: dict[str, int]) -> Path:
