@@ -17,6 +17,13 @@ from tests.lab import in_netns
 
 pytestmark = pytest.mark.kernel
 
+
+@pytest.fixture(autouse=True)
+def accel_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the accelerator: on, whatever the suite's MPLEXCTL_ACCEL."""
+    monkeypatch.setenv("MPLEXCTL_ACCEL", "1")
+
+
 ROUTES = {"600": 5001, "601": 5002, "602": 5003}
 
 
