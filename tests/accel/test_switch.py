@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from mplexctl import accel
-from mplexctl.accel import noop, overlap, routeblocks, verdicts
+from mplexctl.accel import expectblocks, noop, overlap, routeblocks, verdicts
 from mplexctl.config import parse_config
+from mplexctl.config.yamlsrc import load_located
 from tests.config.test_fuzz import EXAMPLE
 
 pytestmark = pytest.mark.unit
@@ -22,11 +23,12 @@ def test_on_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(accel.SWITCH, raising=False)
     assert accel.enabled()
     assert routeblocks.load_located(EXAMPLE) is not None
+    assert "\nexpect:\n" in EXAMPLE and expectblocks.load_located(EXAMPLE, load_located)
     assert verdicts.store() is not None
     path = tmp_path / "c.yaml"
     path.write_text(EXAMPLE)
     assert noop.source_digest(str(path)) is not None
-    # parse_config reads the route blocks without the ordinary YAML path's help.
+    # parse_config reads the route and expect blocks without the ordinary path's help.
     monkeypatch.setattr("mplexctl.config.load_located", _refuse)
     assert parse_config(EXAMPLE).services
 
@@ -38,12 +40,14 @@ def test_off_everything_not_applicable(
     monkeypatch.setenv(accel.SWITCH, value)
     assert not accel.enabled()
     assert routeblocks.load_located(EXAMPLE) is None
+    assert expectblocks.load_located(EXAMPLE, load_located) is None
     assert verdicts.store() is None
     path = tmp_path / "c.yaml"
     path.write_text(EXAMPLE)
     assert noop.source_digest(str(path)) is None
     assert overlap.load_and_probe(str(path)) is None  # before touching the kernel
     monkeypatch.setattr(routeblocks, "split", _refuse)
+    monkeypatch.setattr(expectblocks, "split", _refuse)
     assert parse_config(EXAMPLE).services
 
 
