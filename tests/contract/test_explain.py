@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -25,7 +26,8 @@ from .samples import EVERY_VERDICT, config
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "configs" / "example.yaml")
-FRAMES_PER_CONFIG = 3000  # plus the deterministic sweeps of the differential corpus
+# The differential suite's corpus: its sweeps plus as many random frames (same seeds).
+FRAMES_PER_CONFIG = int(os.environ.get("MPLEX_DIFF_FRAMES", "12000"))
 
 
 def mplexctl(*args: str) -> subprocess.CompletedProcess[str]:
