@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mplexctl.backend import bpfsys
+from mplexctl.compiler import layout
 from tests.engine.conftest import ROOT, Host
 
 from .samples import EVERY_VERDICT, HEAD, config
@@ -122,6 +123,21 @@ def test_apply_runs_the_expectations_and_zeroes_their_counters(host: Host) -> No
     st = host.status()
     assert st["owner"] == "mplex" and set(st["services"]) == {"telemetry", "control"}
     assert not any(_counters(st)), st  # the test packets counted, then were zeroed
+    from mplexctl.backend.program import ProgramMaps
+
+    pm = ProgramMaps.open(st["prog_id"])  # every counter slot, not only the interfaces'
+    assert pm is not None
+    try:
+        assert pm.service_counters() and not any(
+            v != (0, 0) for v in pm.service_counters().values()
+        )
+        assert all(
+            layout.route_port(v) and not any(v[8:])
+            for vs in pm.route_entries().values()
+            for v in vs
+        )
+    finally:
+        pm.close()
 
 
 def test_apply_whose_expectation_fails_in_the_kernel_changes_nothing(host: Host) -> None:
