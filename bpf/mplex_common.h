@@ -3,7 +3,7 @@
 #ifndef MPLEX_COMMON_H
 #define MPLEX_COMMON_H
 
-#define MPLEX_MAGIC 0x4d504c4558000002ULL
+#define MPLEX_MAGIC 0x4d504c4558000003ULL
 #define MPLEX_TAG_MAX_LEN 8
 #define MPLEX_MAX_VLAN_TAGS 2
 #define MPLEX_MAX_IPV6_EXT_HEADERS 4
@@ -13,11 +13,21 @@
 #define MPLEX_SVC_F_PASS_UNMATCHED 2
 #define MPLEX_IFINDEX_DIRECT 4096
 #define MPLEX_IF_SLOT_NONE 0
+#define MPLEX_ROUTE_PROBES_MAX 16
+#define MPLEX_ROUTE_KEY_EMPTY 0
+#define MPLEX_ROUTE_KEY_TOMBSTONE 0xFFFF
+#define MPLEX_ROUTE_HASH_MUL 0xD6E8FEB86659FD93ULL
+#define MPLEX_ROUTE_HASH_SHIFT 29
+#define MPLEX_SLOT_KEY_SHIFT 16
+#define MPLEX_SLOT_CTR_SHIFT 32
+#define MPLEX_SLOT_KEY_MASK 0xFFFF
+#define MPLEX_SLOT_PORT_MASK 0xFFFF
 
 /* Encodings of map indexes and keys (constants.ENCODINGS). */
 #define MPLEX_ROUTE_PREFIX(svc, slot) (((svc) << 1) | (slot))
 #define MPLEX_ROUTE_PREFIX_SVC(prefix) ((prefix) >> 1)
 #define MPLEX_ROUTE_PREFIX_SLOT(prefix) ((prefix) & 1)
+#define MPLEX_ROUTE_SLOT_KEY(prefix) ((prefix) + 1)
 #define MPLEX_SVC_ROW(svc, which) ((svc) * 2 + (which))
 #define MPLEX_STATS_ROW(ifslot, svc, verdict, nsvc) (((ifslot) * (nsvc) + (svc)) * 6 + (verdict))
 
@@ -41,7 +51,9 @@ struct mplex_svc {
 	__u8 flags;
 	__u8 nwin;
 	__u8 slot;
-	__u16 pad;
+	__u8 probes;
+	__u8 pad;
+	__u64 seed;
 	struct mplex_window win[MPLEX_MAX_WINDOWS];
 };
 
@@ -56,6 +68,13 @@ struct mplex_route {
 	__u32 pad2;
 	__u64 packets;
 	__u64 bytes;
+};
+
+struct mplex_route_slot {
+	__u64 tag;
+	__be16 port;
+	__u16 key;
+	__u32 ctr;
 };
 
 struct mplex_counter {

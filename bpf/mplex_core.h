@@ -19,9 +19,14 @@
  * written by user space before it flips the selector, so a packet sees a whole old or new row. */
 BPF_ARRAY(mplex_active, __u32, MPLEX_NSERVICES);
 BPF_ARRAY(mplex_svcs, struct mplex_svc, 2 * MPLEX_NSERVICES);
-/* Route counters live in the route value: summed over the interfaces. */
-BPF_TABLE("percpu_hash", struct mplex_route_key, struct mplex_route, mplex_routes,
-	  MPLEX_ROUTES_MAP_SIZE);
+/* Routes: open addressing in a plain array (constants.py "Routes"): array lookups are
+ * inlined by the verifier, so the route lookup makes no call. Mmapable: user space changes a
+ * route with aligned 8-byte stores, never a copy a packet could see half done. */
+BPF_F_TABLE("array", __u32, struct mplex_route_slot, mplex_routes, MPLEX_ROUTE_SLOTS,
+	    BPF_F_MMAPABLE);
+/* Route counters by the stable counter index of a route slot, summed over the interfaces:
+ * a re-targeted route or a table swap keeps the index, so nothing is copied. */
+BPF_PERCPU_ARRAY(mplex_route_ctr, struct mplex_counter, MPLEX_ROUTES_MAP_SIZE);
 /* Verdict counters per interface: the ingress ifindex selects a counter slot (an array read
  * the verifier inlines; a hash only for ifindexes beyond MPLEX_IFINDEX_DIRECT). */
 BPF_ARRAY(mplex_ifslot, __u32, MPLEX_IFINDEX_DIRECT);
@@ -38,8 +43,9 @@ BPF_ARRAY(mplex_svc_info, struct mplex_svc_info, MPLEX_NSERVICES);
 #define MPLEX_ACT_PASS	  0
 #define MPLEX_ACT_DROP	  1
 #define MPLEX_ACT_REWRITE 2
-/* Largest offset into a frame the verifier can bound (MAX_PACKET_OFF minus a tag). */
-#define MPLEX_MAX_PKT_OFF (0xFFFF - 2 * MPLEX_TAG_MAX_LEN)
+/* Largest offset of a tag into a frame (a mask, so the verifier keeps the bound however
+ * clang combines the checks): far beyond the linear data of any XDP frame. */
+#define MPLEX_MAX_PKT_OFF 0x7FFF
 
 static __always_inline int mplex_match(__u8 proto, __be16 dport)
 {
@@ -134,18 +140,90 @@ static __always_inline int mplex_in_windows(struct mplex_svc *svc, __u32 len)
 	return 0;
 }
 
+/* The tag as a little-endian u64, zero-padded: one masked 8-byte load at the tag, or, for a
+ * tag within 8 bytes of the frame's end, the 8 bytes that end with the tag shifted down
+ * (headers always precede the tag, so those 8 bytes lie inside the frame). */
+static __always_inline int mplex_read_tag(void *data, void *data_end, __u32 off, __u32 tlen,
+					  __u64 *out)
+{
+	__u64 *word;
+
+	if (tlen - 1 >= MPLEX_TAG_MAX_LEN || off < MPLEX_TAG_MAX_LEN || off > MPLEX_MAX_PKT_OFF)
+		return MPLEX_NOT_OURS;
+	asm volatile("" : "+r"(off)); /* keep the mask below: clang knows it changes nothing */
+	off &= MPLEX_MAX_PKT_OFF;
+	word = data + off;
+	if ((void *)(word + 1) <= data_end) {
+		*out = *word & (~0ULL >> (64 - 8 * tlen));
+		return MPLEX_OK;
+	}
+	off = off + tlen - MPLEX_TAG_MAX_LEN; /* >= 1: off >= MPLEX_TAG_MAX_LEN, tlen >= 1 */
+	asm volatile("" : "+r"(off));
+	off &= MPLEX_MAX_PKT_OFF;
+	word = data + off;
+	if ((void *)(word + 1) > data_end)
+		return MPLEX_NOT_OURS;
+	*out = *word >> (64 - 8 * tlen);
+	return MPLEX_OK;
+}
+
+/* Home slot of a tag in the route table: a two-multiply hash seeded per route table. */
+static __always_inline __u32 mplex_route_home(__u64 tag, __u64 seed)
+{
+	__u64 x = tag * (seed | 1);
+
+	x ^= x >> MPLEX_ROUTE_HASH_SHIFT;
+	x *= MPLEX_ROUTE_HASH_MUL;
+	return (__u32)(x >> (64 - MPLEX_ROUTE_BITS));
+}
+
+/* Word 1 of the live route slot holding `tag` under `prefix` (port, key, counter index), or
+ * 0. At most svc->probes slots from the home slot, stopping at an EMPTY one. Word 1 is read
+ * before and after the tag: user space changes a slot's tag only while its key word says
+ * TOMBSTONE and gives the new route a fresh counter index, so equal key and counter index in
+ * both reads prove the tag read belongs to that route (a re-target changes the port alone). */
+static __always_inline __u64 mplex_route_find(struct mplex_svc *svc, __u32 prefix, __u64 tag)
+{
+	__u32 home = mplex_route_home(tag, svc->seed);
+	__u64 want = MPLEX_ROUTE_SLOT_KEY(prefix);
+	__u32 probes = svc->probes;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < MPLEX_ROUTE_PROBES_MAX; i++) {
+		__u32 at = home + i;
+		struct mplex_route_slot *s;
+		__u64 w, w2, key;
+
+		if (i >= probes)
+			break;
+		s = mplex_routes.lookup(&at);
+		if (!s)
+			break;
+		w = *(volatile __u64 *)&s->port;
+		key = (w >> MPLEX_SLOT_KEY_SHIFT) & MPLEX_SLOT_KEY_MASK;
+		if (key == MPLEX_ROUTE_KEY_EMPTY)
+			break;
+		if (key != want || *(volatile __u64 *)&s->tag != tag)
+			continue;
+		w2 = *(volatile __u64 *)&s->port;
+		if ((w2 ^ w) >> MPLEX_SLOT_KEY_SHIFT == 0)
+			return w2;
+	}
+	return 0;
+}
+
 /* The contract on a service packet (service index idx, parsed into pkt): windows, tag, route,
  * counters. Returns MPLEX_ACT_*; on MPLEX_ACT_REWRITE *port is the new destination port, which
  * the hook's entry writes with its own packet access and checksum update. */
 static __always_inline int mplex_service(void *data, void *data_end, __u32 ifindex, __u64 bytes,
 					 __u32 idx, struct mplex_pkt *pkt, __be16 *port)
 {
-	struct mplex_route_key key = {};
-	struct mplex_route *route;
+	struct mplex_counter *ctr;
 	struct mplex_svc *svc;
 	struct mplex_where at = {.svc = idx};
-	__u32 *active, row, ip_payload, l4_len, plen, off, tlen, i;
-	__u8 *tag;
+	__u32 *active, row, ip_payload, l4_len, plen, off, tlen, ctr_index;
+	__u64 tagword, word;
 
 	active = mplex_active.lookup(&idx);
 	if (!active)
@@ -174,26 +252,22 @@ static __always_inline int mplex_service(void *data, void *data_end, __u32 ifind
 	off = (__u32)(pkt->l4 - data) + l4_len + svc->tag_off;
 	if (off > MPLEX_MAX_PKT_OFF)
 		return mplex_count(&at, MPLEX_V_DROP_MALFORMED, bytes, MPLEX_ACT_DROP);
-	tag = data + off;
-	key.svc_slot = MPLEX_ROUTE_PREFIX(idx, svc->slot & 1);
-#pragma unroll
-	for (i = 0; i < MPLEX_TAG_MAX_LEN; i++) {
-		if (i >= tlen)
-			break;
-		if ((void *)(tag + i + 1) > data_end)
-			return mplex_count(&at, MPLEX_V_DROP_MALFORMED, bytes, MPLEX_ACT_DROP);
-		key.tag[i] = tag[i];
-	}
+	if (mplex_read_tag(data, data_end, off, tlen, &tagword) != MPLEX_OK)
+		return mplex_count(&at, MPLEX_V_DROP_MALFORMED, bytes, MPLEX_ACT_DROP);
 
-	route = mplex_routes.lookup(&key);
-	if (!route) {
+	word = mplex_route_find(svc, MPLEX_ROUTE_PREFIX(idx, svc->slot & 1), tagword);
+	if (!word) {
 		if (svc->flags & MPLEX_SVC_F_PASS_UNMATCHED)
 			return mplex_count(&at, MPLEX_V_PASS_UNMATCHED, bytes, MPLEX_ACT_PASS);
 		return mplex_count(&at, MPLEX_V_DROP_UNKNOWN_TAG, bytes, MPLEX_ACT_DROP);
 	}
-	route->packets++;
-	route->bytes += bytes;
-	*port = route->port;
+	ctr_index = (__u32)(word >> MPLEX_SLOT_CTR_SHIFT);
+	ctr = mplex_route_ctr.lookup(&ctr_index);
+	if (ctr) {
+		ctr->packets++;
+		ctr->bytes += bytes;
+	}
+	*port = (__be16)(word & MPLEX_SLOT_PORT_MASK);
 	return mplex_count(&at, MPLEX_V_REWRITE, bytes, MPLEX_ACT_REWRITE);
 }
 

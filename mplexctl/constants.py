@@ -11,13 +11,15 @@ from typing import Final
 # Identity of an mplex program and its maps (BPF object names are at most 15 chars).
 PROG_NAME: Final = "mplex_xdp"
 MAGIC_BASE: Final = 0x4D504C4558000000  # "MPLEX", then the layout version in the low bits
-LAYOUT_VERSION: Final = 2  # 2: one program per netns, counters per interface slot
+LAYOUT_VERSION: Final = 3  # 3: routes in an open-addressing array, counters by index
 MAGIC: Final = MAGIC_BASE | LAYOUT_VERSION
 MAGIC_PREVIOUS: Final = MAGIC_BASE | 1  # 1: one program per interface (read, then replaced)
+MAGIC_HASHED: Final = MAGIC_BASE | 2  # 2: one program per netns, routes in a per-CPU hash
 MAP_META: Final = "mplex_meta"
 MAP_SERVICES: Final = "mplex_svcs"  # 2 rows per service: the one mplex_active selects is live
 MAP_ACTIVE: Final = "mplex_active"
-MAP_ROUTES: Final = "mplex_routes"
+MAP_ROUTES: Final = "mplex_routes"  # open-addressing slots (layout 3), a hash before
+MAP_ROUTE_CTR: Final = "mplex_route_ctr"  # per-CPU route counters by stable counter index
 MAP_SVC_STATS: Final = "mplex_svc_stats"
 MAP_SVC_INFO: Final = "mplex_svc_info"  # names of the compiled services (user space only)
 MAP_IFSLOT: Final = "mplex_ifslot"  # ifindex -> counter slot, ifindex < IFINDEX_DIRECT
@@ -26,6 +28,34 @@ SVC_NAME_LEN: Final = 32
 
 # Tags: at most this many bytes; shorter tags are zero-padded in the route key.
 TAG_MAX_LEN: Final = 8
+
+# Routes (layout 3). mplex_routes is a plain BPF_ARRAY (mmapable) of 16-byte slots, one open-
+# addressing table shared by every service and both route-table slots of a service: a slot
+# holds the tag (as a little-endian u64, zero-padded), the port, a key word (ROUTE_SLOT_KEY of
+# the route prefix; EMPTY or TOMBSTONE otherwise) and the route's counter index. A service row
+# carries the seed of its table's hash and the probe bound (longest displacement + 1); a lookup
+# probes at most that many slots from the home slot, never wrapping (ROUTE_PROBES_MAX slots of
+# slack follow the 2**ROUTE_BITS home slots) and stops at an EMPTY slot. The table has
+# ROUTE_TABLE_FACTOR slots per route of limits.routes, so it is at most half full even while
+# a service's old and new tables are both present (a table swap).
+ROUTE_PROBES_MAX: Final = 16
+ROUTE_TABLE_FACTOR: Final = 4
+ROUTE_KEY_EMPTY: Final = 0
+ROUTE_KEY_TOMBSTONE: Final = 0xFFFF
+# Home slot: x = tag * (seed | 1); x ^= x >> ROUTE_HASH_SHIFT; x *= ROUTE_HASH_MUL (mod 2**64);
+# the top ROUTE_BITS bits of x. The seed is random (os.urandom), per table, never in a packet.
+ROUTE_HASH_MUL: Final = 0xD6E8FEB86659FD93
+ROUTE_HASH_SHIFT: Final = 29
+# Word 1 of a route slot as one little-endian u64: port | key << 16 | counter index << 32.
+SLOT_KEY_SHIFT: Final = 16
+SLOT_CTR_SHIFT: Final = 32
+ROUTE_SEED_TRIES: Final = 8  # fresh seeds tried before a placement is given up
+
+
+def route_bits(max_routes: int) -> int:
+    """log2 of the home slots of the route table for limits.routes = max_routes."""
+    return max(4, (ROUTE_TABLE_FACTOR * max_routes - 1).bit_length())
+
 
 # Service flags (struct mplex_svc.flags).
 SVC_F_VALID: Final = 1
@@ -68,6 +98,8 @@ ENCODINGS: Final[dict[str, Encoding]] = {
     "ROUTE_PREFIX": (("svc", "slot"), "(svc << 1) | slot"),
     "ROUTE_PREFIX_SVC": (("prefix",), "prefix >> 1"),
     "ROUTE_PREFIX_SLOT": (("prefix",), "prefix & 1"),
+    # The key word of a route slot: its prefix + 1 (0 is EMPTY, 0xFFFF a TOMBSTONE).
+    "ROUTE_SLOT_KEY": (("prefix",), "prefix + 1"),
     # mplex_svcs holds two rows per service; mplex_active[svc] says which one is live.
     "SVC_ROW": (("svc", "which"), "svc * 2 + which"),
     # mplex_svc_stats: per interface slot, per service, one counter per verdict.
@@ -105,7 +137,9 @@ LAYOUT_SVC_HEAD: Final[Layout] = (
     ("__u8", "flags", 1),
     ("__u8", "nwin", 1),
     ("__u8", "slot", 1),
-    ("__u16", "pad", 1),
+    ("__u8", "probes", 1),  # probe bound of the live route table (layout 3)
+    ("__u8", "pad", 1),
+    ("__u64", "seed", 1),  # hash seed of the live route table (random, per table)
 )
 LAYOUT_ROUTE_KEY: Final[Layout] = (("__u32", "svc_slot", 1), ("__u8", "tag", TAG_MAX_LEN))
 LAYOUT_ROUTE: Final[Layout] = (
@@ -114,6 +148,12 @@ LAYOUT_ROUTE: Final[Layout] = (
     ("__u32", "pad2", 1),
     ("__u64", "packets", 1),
     ("__u64", "bytes", 1),
+)
+LAYOUT_ROUTE_SLOT: Final[Layout] = (
+    ("__u64", "tag", 1),
+    ("__be16", "port", 1),
+    ("__u16", "key", 1),
+    ("__u32", "ctr", 1),
 )
 LAYOUT_COUNTER: Final[Layout] = (("__u64", "packets", 1), ("__u64", "bytes", 1))
 LAYOUT_SVC_INFO: Final[Layout] = (

@@ -11,13 +11,15 @@ from functools import cached_property
 
 from mplexctl import constants as C
 from mplexctl.backend import bpfsys
+from mplexctl.backend.routes import SlotTable, port_of, tag_word
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
 from mplexctl.errors import KernelError
 
 ZERO = layout.U32.pack(0)
 PREFIX_SIZE = 4  # route keys start with a u32: layout.route_prefix(service index, slot)
-LAYOUTS = {C.MAGIC: C.LAYOUT_VERSION, C.MAGIC_PREVIOUS: 1}  # magic -> layout version
+LAYOUTS = {C.MAGIC: C.LAYOUT_VERSION, C.MAGIC_HASHED: 2, C.MAGIC_PREVIOUS: 1}  # -> version
+ROUTE_KEY_SIZE = layout.ROUTE_KEY.size
 
 
 class RouteDump:
@@ -99,6 +101,43 @@ class RouteDump:
         return {self.key_of(i): self.values_of(i) for i in range(self.count)}
 
 
+class SlotDump(RouteDump):
+    """The live routes of a layout-3 route table, presented as RouteDump presents a hash
+    dump: per live slot (in slot order) a route key (prefix, tag) and its port; values_of
+    gives mplex_route-shaped per-CPU values (port, then the route's counters)."""
+
+    def __init__(self, table: SlotTable) -> None:
+        self.map = table.map
+        self.table_ = table
+        raw = table.mm[: table.nslots * 16]
+        keys = array("H", raw)[5::8]
+        self.slots = [i for i, k in enumerate(keys) if k != 0 and k != C.ROUTE_KEY_TOMBSTONE]
+        self.count = len(self.slots)
+        self.key_size, self.buf_size = ROUTE_KEY_SIZE, layout.ROUTE.size
+        prefixes = array("I", (keys[i] - 1 for i in self.slots)).tobytes()
+        self.keys = b"".join(
+            prefixes[4 * n : 4 * n + 4] + raw[16 * i : 16 * i + 8] for n, i in enumerate(self.slots)
+        )
+        self.ctrs = [int.from_bytes(raw[16 * i + 12 : 16 * i + 16], "little") for i in self.slots]
+        self._ports = b"".join(raw[16 * i + 8 : 16 * i + 10] for i in self.slots)
+        self.values = b""
+        self._counters: dict[int, list[tuple[int, int]]] | None = None
+
+    @cached_property
+    def ports_raw(self) -> bytes:
+        return self._ports
+
+    def counters_of(self, i: int) -> list[tuple[int, int]]:
+        """Per-CPU (packets, bytes) of entry i (all CPUs read in one dump, once)."""
+        if self._counters is None:
+            self._counters = self.table_.counters()
+        return self._counters.get(self.ctrs[i], [(0, 0)])
+
+    def values_of(self, i: int) -> list[bytes]:
+        port = int.from_bytes(self._ports[2 * i : 2 * i + 2], "big")
+        return [layout.route_value(port, p, b) for p, b in self.counters_of(i)]
+
+
 @dataclass(frozen=True)
 class Meta:
     magic: int
@@ -122,6 +161,19 @@ class ProgramMaps:
     def __init__(self, prog_id: int, maps: dict[str, bpfsys.Map]) -> None:
         self.prog_id = prog_id
         self.maps = maps
+        self._slots: SlotTable | None = None
+
+    @property
+    def hashed(self) -> bool:
+        """True for a previous release's program (layouts 1, 2): routes in a per-CPU hash."""
+        return C.MAP_ROUTE_CTR not in self.maps
+
+    @property
+    def slots(self) -> SlotTable:
+        """The route table of a layout-3 program (mapped on first use)."""
+        if self._slots is None:
+            self._slots = SlotTable(self.maps[C.MAP_ROUTES], self.maps[C.MAP_ROUTE_CTR])
+        return self._slots
 
     @classmethod
     def from_fd(cls, prog_fd: int, maps: dict[str, bpfsys.Map] | None = None) -> ProgramMaps:
@@ -159,6 +211,9 @@ class ProgramMaps:
         return pm
 
     def close(self) -> None:
+        if self._slots is not None:
+            self._slots.close()
+            self._slots = None
         for m in self.maps.values():
             m.close()
 
@@ -198,6 +253,27 @@ class ProgramMaps:
         raw = self.maps[C.MAP_SERVICES].lookup(layout.U32.pack(layout.svc_row(index, which)))
         return raw or b""
 
+    def svc_row(self, index: int, which: int) -> layout.SvcRow:
+        return layout.unpack_svc(self.service_row(index, which), self.hashed)
+
+    def live_row(self, index: int) -> tuple[int, layout.SvcRow]:
+        """(which, row) of service `index`'s live row."""
+        which = self.active()[index]
+        return which, self.svc_row(index, which)
+
+    def seed_of(self, prefix: int) -> int | None:
+        """Hash seed of the route table under `prefix`, from whichever row of its service
+        names that slot (the live one first); None when neither does."""
+        index, slot = layout.route_prefix_svc(prefix), layout.route_prefix_slot(prefix)
+        if index >= self.n_services:
+            return None
+        which = self.active()[index]
+        for w in (which, 1 - which):
+            row = self.svc_row(index, w)
+            if row.flags & C.SVC_F_VALID and row.slot == slot:
+                return row.seed
+        return None
+
     def write_service_row(self, index: int, which: int, value: bytes) -> None:
         self.maps[C.MAP_SERVICES].update(layout.U32.pack(layout.svc_row(index, which)), value)
 
@@ -213,20 +289,57 @@ class ProgramMaps:
     # --- routes -----------------------------------------------------------------------------
     def route_entries(self) -> dict[bytes, list[bytes]]:
         """Every route entry: key -> per-CPU values."""
+        if not self.hashed:
+            dump = self.route_dump()
+            return {dump.key_of(i): dump.values_of(i) for i in range(dump.count)}
         m = self.maps[C.MAP_ROUTES]
         return {k: m.per_cpu(v) for k, v in m.dump().items()}
 
     def route_dump(self) -> RouteDump:
+        if not self.hashed:
+            return SlotDump(self.slots)
         return RouteDump(self.maps[C.MAP_ROUTES])
+
+    def _find(self, key: bytes) -> tuple[int, int, int] | None:
+        """(slot, prefix, tag word) of the live route `key` (layout 3), or None."""
+        prefix, raw_tag = layout.U32.unpack(key[:4])[0], key[4:]
+        seed = self.seed_of(prefix)
+        word = tag_word(raw_tag)
+        at = None if seed is None else self.slots.find(layout.route_slot_key(prefix), word, seed)
+        if at is None:  # a route of an unknown table: look everywhere
+            want = layout.route_slot_key(prefix)
+            w = self.slots.words
+            at = next(
+                (
+                    i
+                    for i in self.slots.live()
+                    if w[2 * i] == word and (w[2 * i + 1] >> 16) & 0xFFFF == want
+                ),
+                None,
+            )
+        return None if at is None else (at, prefix, word)
 
     def route_values(self, key: bytes) -> list[bytes] | None:
         """Per-CPU values of one route entry, or None."""
+        if not self.hashed:
+            found = self._find(key)
+            if found is None:
+                return None
+            w1 = self.slots.words[2 * found[0] + 1]
+            per_cpu = self.slots.counters().get(w1 >> 32, [(0, 0)] * self.slots.ctr.ncpu)
+            return [layout.route_value(port_of(w1), p, b) for p, b in per_cpu]
         m = self.maps[C.MAP_ROUTES]
         raw = m.lookup(key)
         return None if raw is None else m.per_cpu(raw)
 
     def write_routes(self, items: list[tuple[bytes, bytes | list[bytes]]]) -> None:
-        """Write route values: one value for every CPU, or a list with one value per CPU."""
+        """Write route values: one value for every CPU, or a list with one value per CPU.
+        Layout 3: the port of an existing route is re-targeted in place (a missing one is
+        added to its table); per-CPU values also set the route's counters."""
+        if not self.hashed:
+            for key, v in items:
+                self._write_route(key, v)
+            return
         m = self.maps[C.MAP_ROUTES]
 
         def raw(v: bytes | list[bytes]) -> bytes:
@@ -237,6 +350,27 @@ class ProgramMaps:
         keys = b"".join(k for k, _ in items)
         self._write_raw(len(items), keys, b"".join(raw(v) for _, v in items))
 
+    def _write_route(self, key: bytes, v: bytes | list[bytes]) -> None:
+        first = v if isinstance(v, bytes) else v[0]
+        port = layout.route_port(first)
+        found = self._find(key)
+        t = self.slots
+        if found is not None:
+            at = found[0]
+            t.retarget(at, port)
+        else:
+            prefix = layout.U32.unpack(key[:4])[0]
+            word, seed = tag_word(key[4:]), self.seed_of(prefix) or 0
+            spot = t.place_one(word, seed)
+            if spot is None:
+                raise KernelError(f"route table: no free slot within {C.ROUTE_PROBES_MAX} probes")
+            at = spot[0]
+            t.add(layout.route_slot_key(prefix), at, word, port)
+        # As in a hash: one value is every CPU's (its counters too), a list one per CPU.
+        per_cpu = v if isinstance(v, list) else [v] * t.ctr.ncpu
+        counts = [layout.ROUTE.unpack(x.ljust(layout.ROUTE.size, b"\0"))[3:] for x in per_cpu]
+        t.write_counters(t.words[2 * at + 1] >> 32, counts)
+
     def write_table(
         self,
         index: int,
@@ -244,14 +378,17 @@ class ProgramMaps:
         routes: Mapping[bytes, int],
         keep: RouteDump | None = None,
         keep_slot: int = 0,
-    ) -> None:
-        """Write a whole route table of service `index` under `slot` in bulk: the packed keys
-        and values are assembled with strided slice assignments, so 65,536 routes take a few
-        ms before the one batch syscall. Counters start at zero; with `keep` (a dump holding
-        the live table under `keep_slot`, with tags of the same length), a tag already routed
-        keeps its per-CPU counters."""
+    ) -> tuple[int, int]:
+        """Write a route table; returns (seed, probe bound) for the service row (layout 3;
+        (0, 0) for a previous release's program). Layout 3: placed in free slots under a
+        fresh seed; a tag `keep` holds under `keep_slot` keeps its counter index (and so its
+        counters), other tags get free indexes, zeroed. Layouts 1/2: the packed keys and
+        values are assembled with strided slice assignments, then one batch syscall;
+        counters start at zero, a tag `keep` routes keeps its per-CPU counters."""
+        if not self.hashed:
+            return self._write_slots(index, slot, routes, keep, keep_slot)
         if not routes:
-            return
+            return 0, 0
         m = self.maps[C.MAP_ROUTES]
         n, ks, bs = len(routes), m.info.key_size, m.buf_size
         lengths = set(map(len, routes))
@@ -284,6 +421,33 @@ class ProgramMaps:
             for j in range(2):
                 vv[cpu * m.stride + j :: bs] = raw[j::2]
         self._write_raw(n, bytes(keys), bytes(vals))
+        return 0, 0
+
+    def _write_slots(
+        self,
+        index: int,
+        slot: int,
+        routes: Mapping[bytes, int],
+        keep: RouteDump | None,
+        keep_slot: int,
+    ) -> tuple[int, int]:
+        t = self.slots
+        words = list(map(tag_word, routes))
+        placed = t.place(words)
+        ctrs: list[int | None] = [None] * len(words)
+        if isinstance(keep, SlotDump):
+            prefix = layout.route_prefix(index, keep_slot)
+            old = {t.words[2 * keep.slots[i]]: keep.ctrs[i] for i in keep.indexes(prefix)}
+            ctrs = [old.get(w) for w in words]
+        need = [i for i, c in enumerate(ctrs) if c is None]
+        if need:
+            free = t.free_counters(len(need))
+            t.zero_counters(free)
+            for i, c in zip(need, free, strict=True):
+                ctrs[i] = c
+        key = layout.route_slot_key(layout.route_prefix(index, slot))
+        t.write(key, placed.positions, words, list(routes.values()), [c or 0 for c in ctrs])
+        return placed.seed, placed.probes
 
     def _write_raw(self, count: int, keys: bytes, vals: bytes) -> None:
         m = self.maps[C.MAP_ROUTES]
@@ -298,11 +462,32 @@ class ProgramMaps:
             raise
 
     def delete_routes(self, keys: list[bytes]) -> None:
+        if not self.hashed:
+            found = [self._find(k) for k in keys]
+            self.slots.tombstone(f[0] for f in found if f is not None)
+            return
         self.maps[C.MAP_ROUTES].delete_batch(keys)
 
     def delete_prefix(self, dump: RouteDump, prefix: int) -> None:
-        """Delete every entry `dump` found under `prefix` (one batch)."""
+        """Delete every entry `dump` found under `prefix` (one batch; layout 3: tombstones,
+        then the tombstones no live route needs become EMPTY)."""
+        if isinstance(dump, SlotDump):
+            self.slots.tombstone(dump.slots[i] for i in dump.indexes(prefix))
+            self.sweep()
+            return
         self.maps[C.MAP_ROUTES].delete_batch_raw(*dump.packed_keys(prefix))
+
+    def sweep(self) -> int:
+        """Free the tombstones no live route's probe path crosses (layout 3)."""
+        seeds: dict[int, int] = {}
+        active = self.active()
+        for index in range(self.n_services):
+            for which in (active[index], 1 - active[index]):
+                row = self.svc_row(index, which)
+                if row.flags & C.SVC_F_VALID:
+                    prefix = layout.route_prefix(index, row.slot)
+                    seeds.setdefault(layout.route_slot_key(prefix), row.seed)
+        return self.slots.sweep(seeds)
 
     # --- interfaces: ifindex -> counter slot -------------------------------------------------
     def if_slots(self) -> dict[int, int]:
@@ -399,11 +584,28 @@ class ProgramMaps:
         counter slots of the interfaces it will be attached to (ifindex -> slot)."""
         for ifindex, slot in (if_slots or {}).items():
             self._slot_map(ifindex).update(layout.U32.pack(ifindex), layout.U32.pack(slot))
+        fresh = 0
         for svc in build.services:
             info = layout.pack_svc_info(svc.name, C.PROTO_NUMBERS[svc.protocol], svc.port)
             self.maps[C.MAP_SVC_INFO].update(layout.U32.pack(svc.index), info)
-            self.write_service_row(svc.index, 0, svc.value(build.max_windows, slot=0))
+            # Counter indexes of a new program's routes: handed out in order, all zero.
+            routes = dict(svc.routes)
+            if self.hashed:
+                seed, probes = self.write_table(svc.index, 0, routes)
+            else:
+                seed, probes = self._write_slots_at(svc.index, routes, fresh)
+            fresh += len(routes)
+            value = svc.value(build.max_windows, 0, probes, seed, self.hashed)
+            self.write_service_row(svc.index, 0, value)
             self.set_active(svc.index, 0)
-        for svc in build.services:
-            self.write_table(svc.index, 0, svc.routes)
         self.write_meta(build, seq, applied_ns, source, content)
+
+    def _write_slots_at(self, index: int, routes: dict[bytes, int], first: int) -> tuple[int, int]:
+        """A new program's table of service `index`, counter indexes from `first` on."""
+        t = self.slots
+        words = list(map(tag_word, routes))
+        placed = t.place(words)
+        key = layout.route_slot_key(layout.route_prefix(index, 0))
+        ctrs = list(range(first, first + len(words)))
+        t.write(key, placed.positions, words, list(routes.values()), ctrs)
+        return placed.seed, placed.probes

@@ -63,9 +63,21 @@ class ServiceEntry:
     def flags(self) -> int:
         return C.SVC_F_VALID | (C.SVC_F_PASS_UNMATCHED if self.unmatched == "pass" else 0)
 
-    def value(self, max_windows: int, slot: int = 0) -> bytes:
+    def value(
+        self, max_windows: int, slot: int = 0, probes: int = 0, seed: int = 0, hashed: bool = False
+    ) -> bytes:
+        """The service row: `probes` and `seed` describe its route table (layout 3);
+        `hashed`: in the format of a layout-1/2 program (a previous release)."""
         return layout.pack_svc(
-            self.tag_offset, self.tag_length, self.flags, list(self.windows), slot, max_windows
+            self.tag_offset,
+            self.tag_length,
+            self.flags,
+            list(self.windows),
+            slot,
+            max_windows,
+            probes,
+            seed,
+            hashed,
         )
 
 
@@ -154,7 +166,9 @@ def compute_defines(config: Config) -> tuple[tuple[str, str], ...]:
         ("MPLEX_NSERVICES", str(len(services))),
         ("MPLEX_MAX_WINDOWS", str(config.limits.windows)),
         ("MPLEX_MAX_ROUTES", str(config.limits.routes)),
-        ("MPLEX_ROUTES_MAP_SIZE", str(2 * config.limits.routes)),
+        ("MPLEX_ROUTES_MAP_SIZE", str(2 * config.limits.routes)),  # route counter indexes
+        ("MPLEX_ROUTE_BITS", str(C.route_bits(config.limits.routes))),
+        ("MPLEX_ROUTE_SLOTS", str((1 << C.route_bits(config.limits.routes)) + C.ROUTE_PROBES_MAX)),
         ("MPLEX_IF_SLOTS", str(C.if_slots(len(config.interfaces)))),
         ("MPLEX_HAVE_UDP", "1" if any(s.protocol == "udp" for s in services) else "0"),
         ("MPLEX_HAVE_TCP", "1" if any(s.protocol == "tcp" for s in services) else "0"),

@@ -16,6 +16,9 @@ def fmt(layout: C.Layout) -> str:
 
 
 SVC_HEAD = struct.Struct(fmt(C.LAYOUT_SVC_HEAD))
+# The service row head of layouts 1 and 2 (no probe bound, no seed): read and written only
+# for programs of a previous release.
+SVC_HEAD_HASHED = struct.Struct("<HBBBBH")
 WINDOW = struct.Struct(fmt(C.LAYOUT_WINDOW))
 ROUTE_KEY = struct.Struct(fmt(C.LAYOUT_ROUTE_KEY))
 ROUTE = struct.Struct(fmt(C.LAYOUT_ROUTE))
@@ -36,6 +39,7 @@ def _encoding(name: str) -> Callable[..., int]:
 route_prefix = _encoding("ROUTE_PREFIX")  # (svc, slot) -> u32 prefix of a route key
 route_prefix_svc = _encoding("ROUTE_PREFIX_SVC")  # prefix -> svc
 route_prefix_slot = _encoding("ROUTE_PREFIX_SLOT")  # prefix -> slot
+route_slot_key = _encoding("ROUTE_SLOT_KEY")  # prefix -> key word of its route slots
 svc_row = _encoding("SVC_ROW")  # (svc, which) -> row of mplex_svcs
 stats_row = _encoding("STATS_ROW")  # (ifslot, svc, verdict, nsvc) -> row of mplex_svc_stats
 
@@ -51,8 +55,15 @@ def pack_svc(
     windows: list[tuple[int, int]],
     slot: int,
     max_windows: int,
+    probes: int = 0,
+    seed: int = 0,
+    hashed: bool = False,
 ) -> bytes:
-    head = SVC_HEAD.pack(tag_off, tag_len, flags, len(windows), slot, 0)
+    """A service row; `hashed`: in a layout-1/2 program's format (routes in a hash)."""
+    if hashed:
+        head = SVC_HEAD_HASHED.pack(tag_off, tag_len, flags, len(windows), slot, 0)
+    else:
+        head = SVC_HEAD.pack(tag_off, tag_len, flags, len(windows), slot, probes, 0, seed)
     body = b"".join(WINDOW.pack(lo, hi) for lo, hi in windows)
     return head + body + bytes(WINDOW.size * (max_windows - len(windows)))
 
@@ -63,15 +74,25 @@ class SvcRow(NamedTuple):
     flags: int
     slot: int
     windows: tuple[tuple[int, int], ...]
+    probes: int = 0
+    seed: int = 0
 
 
-def unpack_svc(raw: bytes) -> SvcRow:
-    tag_off, tag_len, flags, nwin, slot, _ = SVC_HEAD.unpack_from(raw)
+def unpack_svc(raw: bytes, hashed: bool = False) -> SvcRow:
+    if not raw:
+        return SvcRow(0, 0, 0, 0, ())
+    probes = seed = 0
+    if hashed:
+        tag_off, tag_len, flags, nwin, slot, _ = SVC_HEAD_HASHED.unpack_from(raw)
+        head = SVC_HEAD_HASHED
+    else:
+        tag_off, tag_len, flags, nwin, slot, probes, _, seed = SVC_HEAD.unpack_from(raw)
+        head = SVC_HEAD
     wins: list[tuple[int, int]] = []
     for i in range(nwin):
-        lo, hi = WINDOW.unpack_from(raw, SVC_HEAD.size + i * WINDOW.size)
+        lo, hi = WINDOW.unpack_from(raw, head.size + i * WINDOW.size)
         wins.append((lo, hi))
-    return SvcRow(tag_off, tag_len, flags, slot, tuple(wins))
+    return SvcRow(tag_off, tag_len, flags, slot, tuple(wins), probes, seed)
 
 
 def route_key(svc_index: int, slot: int, tag: bytes) -> bytes:

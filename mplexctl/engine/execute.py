@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from mplexctl.backend import bpfsys, netlink
 from mplexctl.backend.host import fault_point
 from mplexctl.backend.program import ProgramMaps
+from mplexctl.backend.routes import tag_word
 from mplexctl.backend.testrun import prove_in_kernel
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
@@ -153,34 +154,79 @@ def _attach_mode(link: netlink.LinkXdp, fd: int, mode: str, out: Outcome) -> Non
 
 
 def _service_op(pm: ProgramMaps, op: ServiceOp, build: Build) -> None:
-    active = pm.active()[op.index]
-    slot = layout.unpack_svc(pm.service_row(op.index, active)).slot
-    if op.kind == "route":  # one element, in place: no dump of the route map
-        (tag,) = op.tags
-        key = layout.route_key(op.index, slot, tag)
-        want = op.service.routes
-        if tag in want:
-            values = pm.route_values(key)
-            new = layout.route_value(want[tag])
-            # A changed port keeps each CPU's counters.
-            pm.write_routes([(key, new if values is None else [new[:2] + v[2:] for v in values])])
-        else:
-            pm.delete_routes([key])
+    active, row = pm.live_row(op.index)
+    slot = row.slot
+    if op.kind == "route" and (pm.hashed or _route_in_place(pm, op, build, active, row)):
+        if pm.hashed:  # one element, in place: no dump of the route map
+            _route_hashed(pm, op, slot)
         return
-    target = slot if op.kind == "row" else 1 - slot
-    dump = pm.route_dump() if op.kind == "table" else None
+    kind = "table" if op.kind == "route" else op.kind  # no slot within the probe bound
+    target = slot if kind == "row" else 1 - slot
+    dump = pm.route_dump() if kind == "table" else None
+    seed, probes = row.seed, row.probes
     if dump is not None:  # the new table under the other slot; kept tags keep their counters
         pm.delete_prefix(dump, layout.route_prefix(op.index, target))  # stale: interrupted
+        if not pm.hashed:
+            dump = pm.route_dump()
         # A tag keeps its counters unless tag.length changed (then every route is a new one).
         same_tags = op.live.tag_length == op.service.tag_length
         keep = dump if same_tags else None
-        pm.write_table(op.index, target, op.service.routes, keep=keep, keep_slot=slot)
+        seed, probes = pm.write_table(
+            op.index, target, op.service.routes, keep=keep, keep_slot=slot
+        )
         fault_point("after-routes")
-    pm.write_service_row(op.index, 1 - active, op.service.value(build.max_windows, slot=target))
+    value = op.service.value(build.max_windows, target, probes, seed, pm.hashed)
+    pm.write_service_row(op.index, 1 - active, value)
     pm.set_active(op.index, 1 - active)  # the switch: one element, atomic
     fault_point("after-flip")
     if dump is not None:
         pm.delete_prefix(dump, layout.route_prefix(op.index, slot))
+
+
+def _route_hashed(pm: ProgramMaps, op: ServiceOp, slot: int) -> None:
+    (tag,) = op.tags
+    key = layout.route_key(op.index, slot, tag)
+    want = op.service.routes
+    if tag in want:
+        values = pm.route_values(key)
+        new = layout.route_value(want[tag])
+        # A changed port keeps each CPU's counters.
+        pm.write_routes([(key, new if values is None else [new[:2] + v[2:] for v in values])])
+    else:
+        pm.delete_routes([key])
+
+
+def _route_in_place(
+    pm: ProgramMaps, op: ServiceOp, build: Build, active: int, row: layout.SvcRow
+) -> bool:
+    """One route added, re-targeted or deleted in place (layout 3): a re-target is one
+    8-byte store, a delete a tombstone, an add a free slot within ROUTE_PROBES_MAX of its
+    home (the row's probe bound raised first, by a row flip, when the slot lies beyond it).
+    False when no slot is free within the bound: the caller swaps the table instead."""
+    (tag,) = op.tags
+    t = pm.slots
+    prefix = layout.route_prefix(op.index, row.slot)
+    key, word = layout.route_slot_key(prefix), tag_word(tag)
+    at = t.find(key, word, row.seed)
+    port = op.service.routes.get(tag)
+    if at is not None:
+        if port is None:
+            t.tombstone([at])
+        else:
+            t.retarget(at, port)
+        return True
+    if port is None:
+        return True  # already gone
+    spot = t.place_one(word, row.seed)
+    if spot is None:
+        return False
+    where, d = spot
+    if d + 1 > row.probes:  # a longer probe bound first: a whole new row, then the switch
+        value = op.service.value(build.max_windows, row.slot, d + 1, row.seed, False)
+        pm.write_service_row(op.index, 1 - active, value)
+        pm.set_active(op.index, 1 - active)
+    t.add(key, where, word, port)
+    return True
 
 
 def _cleanup(pm: ProgramMaps) -> None:
@@ -188,7 +234,7 @@ def _cleanup(pm: ProgramMaps) -> None:
     active = pm.active()
     live_prefixes = set()
     for index in range(len(pm.service_info())):
-        row = layout.unpack_svc(pm.service_row(index, active[index]))
+        row = pm.svc_row(index, active[index])
         live_prefixes.add(layout.route_prefix(index, row.slot))
     dump = pm.route_dump()
     for prefix in dump.groups.keys() - live_prefixes:

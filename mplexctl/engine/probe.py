@@ -34,7 +34,7 @@ def read_program(
     assert meta is not None  # ProgramMaps.open checked the magic
     info = pm.service_info()
     active = pm.active()
-    rows = [layout.unpack_svc(pm.service_row(i, active[i])) for i in range(len(info))]
+    rows = [pm.svc_row(i, active[i]) for i in range(len(info))]
     slots = [row.slot for row in rows]
     names = [name for name, _, _ in info]
     known = reprobe.confirmed(writes, pm.prog_id, dump, names, slots)  # None: decode
