@@ -68,3 +68,26 @@ def test_zero_loss_while_a_previous_release_program_is_replaced(wire: Wire) -> N
     assert isinstance(counts, dict)
     assert counts["5000"] == 0 and counts["5002"] == doc["sent"] == doc["unique"], doc
     assert host.status()["prog_id"] != old
+
+
+def test_zero_loss_while_routes_are_added_and_deleted_in_place(wire: Wire) -> None:
+    """Other routes added (a free slot on the way of the streamed tag's probe path, maybe),
+    deleted (a tombstone) and added back, each in place: the stream never misses a datagram."""
+    host = wire.host
+    host.apply(host.config())
+    stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002])
+    stream.start("601", LIMIT, PPS)
+    time.sleep(0.4)
+    steps = [
+        {"600": 5001, "601": 5002, "602": 5003, "603": 5004},  # add
+        {"601": 5002, "602": 5003, "603": 5004},  # delete
+        {"600": 5007, "601": 5002, "602": 5003, "603": 5004},  # add back, another port
+    ]
+    for routes in steps:
+        res = host.apply(host.config(routes))
+        assert res["plan"][0]["action"] == "route"
+        time.sleep(0.3)
+    doc = stream.finish()
+    counts = doc["counts"]
+    assert isinstance(counts, dict)
+    assert counts["5000"] == 0 and counts["5002"] == doc["sent"] == doc["unique"], doc
