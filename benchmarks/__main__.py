@@ -12,7 +12,7 @@ from collections.abc import Callable
 from benchmarks import report
 from benchmarks.report import PartResult
 
-PARTS = ("testrun", "e2e", "flood", "control", "memory", "ifaces", "expect")
+PARTS = ("testrun", "e2e", "flood", "control", "memory", "ifaces", "expect", "fastpath")
 
 
 def _runner(name: str) -> Callable[[bool], PartResult]:
@@ -32,6 +32,10 @@ def _runner(name: str) -> Callable[[bool], PartResult]:
         from benchmarks import expect
 
         return expect.run_expect
+    if name == "fastpath":
+        from benchmarks import fastpath
+
+        return fastpath.run_fastpath
     if name == "control":
         from benchmarks import control
 

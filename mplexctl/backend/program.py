@@ -11,7 +11,7 @@ from functools import cached_property
 
 from mplexctl import constants as C
 from mplexctl.backend import bpfsys
-from mplexctl.backend.routes import SlotTable, port_of, tag_word
+from mplexctl.backend.routes import SlotTable, port_of, tag_word, tag_words
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
 from mplexctl.errors import KernelError
@@ -432,7 +432,7 @@ class ProgramMaps:
         keep_slot: int,
     ) -> tuple[int, int]:
         t = self.slots
-        words = list(map(tag_word, routes))
+        words = tag_words(routes)
         placed = t.place(words)
         ctrs: list[int | None] = [None] * len(words)
         if isinstance(keep, SlotDump):
@@ -603,7 +603,7 @@ class ProgramMaps:
     def _write_slots_at(self, index: int, routes: dict[bytes, int], first: int) -> tuple[int, int]:
         """A new program's table of service `index`, counter indexes from `first` on."""
         t = self.slots
-        words = list(map(tag_word, routes))
+        words = tag_words(routes)
         placed = t.place(words)
         key = layout.route_slot_key(layout.route_prefix(index, 0))
         ctrs = list(range(first, first + len(words)))

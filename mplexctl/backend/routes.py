@@ -35,6 +35,20 @@ def tag_word(tag: bytes) -> int:
     return int.from_bytes(tag, "little")
 
 
+def tag_words(tags: Iterable[bytes]) -> list[int]:
+    """tag_word of every tag, in bulk when they share one length (a service's tags do)."""
+    tags = list(tags)
+    lengths = set(map(len, tags))
+    if len(lengths) != 1:
+        return list(map(tag_word, tags))
+    (n,) = lengths
+    joined = b"".join(tags)
+    buf = bytearray(8 * len(tags))
+    for j in range(n):
+        buf[j::8] = joined[j::n]
+    return array("Q", buf).tolist()
+
+
 def homes(words: Iterable[int], seed: int, bits: int) -> list[int]:
     """Home slot of each tag word under `seed` (the data plane's mplex_route_home)."""
     a, k, s, sh = seed | 1, C.ROUTE_HASH_MUL, C.ROUTE_HASH_SHIFT, 64 - bits
@@ -124,23 +138,47 @@ class SlotTable:
         )
 
     # --- placing ----------------------------------------------------------------------------
+    def taken(self) -> bytearray:
+        """Per slot, 1 when it holds a live route (EMPTY and TOMBSTONE slots are free):
+        computed on the whole table at once, as big integers."""
+        raw = self.mm[: self.nslots * SLOT_SIZE]
+        lo, hi = raw[10::16], raw[11::16]  # the key word's two bytes, per slot
+        nonzero = bytes([0] + [1] * 255)
+        ff = bytes([0] * 255 + [1])
+
+        def num(b: bytes) -> int:
+            return int.from_bytes(b, "little")
+
+        live = (num(lo.translate(nonzero)) | num(hi.translate(nonzero))) & ~(
+            num(lo.translate(ff)) & num(hi.translate(ff))
+        )
+        return bytearray(live.to_bytes(self.nslots, "little"))
+
     def place(self, words: list[int], seed: int | None = None) -> Placement:
         """Slots for the tag words of a new table (EMPTY or TOMBSTONE slots, first fit from
         each home). A fresh random seed per try; ROUTE_SEED_TRIES tries, then an error."""
-        keys = self.keys()
+        free = self.taken()
+        limit = C.ROUTE_PROBES_MAX
         for _ in range(C.ROUTE_SEED_TRIES):
             s = new_seed() if seed is None else seed
-            taken = bytearray(k != EMPTY and k != TOMB for k in keys)
-            positions, worst = [], 0
-            for h in homes(words, s, self.bits):
-                d = taken.find(0, h, h + C.ROUTE_PROBES_MAX) - h
-                if d < 0:
+            taken = bytearray(free)
+            find = taken.find
+            positions: list[int] = []
+            add = positions.append
+            hs = homes(words, s, self.bits)
+            for h in hs:
+                if not taken[h]:
+                    taken[h] = 1
+                    add(h)
+                    continue
+                at = find(0, h, h + limit)
+                if at < 0:
                     break
-                taken[h + d] = 1
-                positions.append(h + d)
-                worst = max(worst, d)
+                taken[at] = 1
+                add(at)
             else:
-                return Placement(positions, s, worst + 1 if words else 1)
+                worst = max(map(int.__sub__, positions, hs), default=0)
+                return Placement(positions, s, worst + 1)
             if seed is not None:
                 break
         raise KernelError(
@@ -166,8 +204,12 @@ class SlotTable:
         w = self.words
         for at, t in zip(slots, words, strict=True):
             w[2 * at] = t
-        for at, p, c in zip(slots, ports, ctrs, strict=True):
-            w[2 * at + 1] = word1(p, key, c)
+        be = array("H", ports)
+        be.byteswap()  # network byte order
+        k = key << C.SLOT_KEY_SHIFT
+        sh = C.SLOT_CTR_SHIFT
+        for at, p, c in zip(slots, be, ctrs, strict=True):
+            w[2 * at + 1] = p | k | c << sh
 
     def add(self, key: int, at: int, tag: int, port: int) -> int:
         """One route into the free slot `at`; returns its (fresh) counter index, zeroed."""
