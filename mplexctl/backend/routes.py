@@ -211,11 +211,14 @@ class SlotTable:
         for at, p, c in zip(slots, be, ctrs, strict=True):
             w[2 * at + 1] = p | k | c << sh
 
-    def add(self, key: int, at: int, tag: int, port: int) -> int:
-        """One route into the free slot `at`; returns its (fresh) counter index, zeroed."""
+    def add(self, key: int, at: int, tag: int, port: int, ctr: int | None = None) -> int:
+        """One route into the free slot `at`; returns its counter index: a free one, zeroed
+        (or `ctr`, which the caller guarantees is free and not the slot's last one)."""
         last = self.words[2 * at + 1] >> C.SLOT_CTR_SHIFT
-        ctr = next(c for c in self.free_counters(2) if c != last)
-        self.zero_counters([ctr])
+        if ctr is None:
+            ctr = next(c for c in self.free_counters(2) if c != last)
+            self.zero_counters([ctr])
+        assert ctr != last, "a re-used slot needs another counter index"
         self.words[2 * at] = tag
         self.words[2 * at + 1] = word1(port, key, ctr)
         return ctr

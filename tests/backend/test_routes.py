@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.filterwarnings("ignore::Deprecatio
 PORT_A, PORT_B = 7001, 7002
 TAG = b"abc"
 WINDOW = (20, 40)
+SPARE_CTR = 500  # counter indexes no route of the fixture holds
 RUNS = 4000  # PROG_TEST_RUN calls per phase (repeat=1: the output of each is checked)
 
 
@@ -60,6 +61,12 @@ def _frame(dport: int, tag: bytes = TAG) -> bytes:
     return build(Spec(dport=dport, payload=tag + bytes(range(27)))).bytes()
 
 
+def _spin(ns: int = 20_000) -> None:
+    end = time.perf_counter_ns() + ns
+    while time.perf_counter_ns() < end:
+        pass
+
+
 def _hammer(prog_id: int, what: str, stop: object) -> None:
     """In a child process: change the route of TAG as fast as it can until `stop` is set."""
     pm = ProgramMaps.open(prog_id)
@@ -74,11 +81,13 @@ def _hammer(prog_id: int, what: str, stop: object) -> None:
             if what == "retarget":
                 t.retarget(at, PORT_B)
                 t.retarget(at, PORT_A)
-            else:  # delete and add again: a tombstone, then the tag and a fresh counter
+            else:  # delete and add again: a tombstone, then the tag and another counter
                 t.tombstone([at])
-                t.add(key, at, tag_word(TAG), PORT_B)
+                t.add(key, at, tag_word(TAG), PORT_B, SPARE_CTR)
+                _spin()  # live most of the time, so packets see both routes
                 t.tombstone([at])
-                t.add(key, at, tag_word(TAG), PORT_A)
+                t.add(key, at, tag_word(TAG), PORT_A, SPARE_CTR + 1)
+                _spin()
     pm.close()
 
 
@@ -98,7 +107,9 @@ def test_no_torn_route_while_it_is_rewritten(
     seen = {"a": 0, "b": 0, "miss": 0}
     try:
         time.sleep(0.2)
-        for _ in range(RUNS):
+        runs, deadline = 0, time.monotonic() + 60  # a loaded machine may starve the child
+        while runs < RUNS or (not (seen["a"] and seen["b"]) and time.monotonic() < deadline):
+            runs += 1
             tr = bpfsys.prog_test_run(fd, frame, 1)
             if tr.retval == C.XDP_DROP and what == "readd":
                 seen["miss"] += 1  # between a delete and the add: unknown tag, dropped
@@ -162,3 +173,36 @@ def test_counters_follow_the_index_across_a_retarget(
     assert after is not None
     assert sum(layout.ROUTE.unpack(v)[3] for v in after) == 4
     assert layout.route_port(after[0]) == PORT_B
+
+
+def test_an_add_beyond_the_probe_bound_becomes_a_table_swap(
+    loaded: tuple[Build, ProgramMaps, int],
+) -> None:
+    """A route whose home slot is followed by ROUTE_PROBES_MAX occupied slots cannot be added
+    in place: engine.execute swaps the service's table instead (fresh seed, other slot), and
+    every route, old and new, is found."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from mplexctl.engine.execute import _service_op
+    from mplexctl.engine.plan import ServiceOp
+
+    build, pm, fd = loaded
+    t = pm.slots
+    _which, row = pm.live_row(0)
+    new_tag = b"qrs"
+    (home,) = homes([tag_word(new_tag)], row.seed, t.bits)
+    other = layout.route_slot_key(layout.route_prefix(5, 0))  # no service of this program
+    for i, at in enumerate(range(home, home + C.ROUTE_PROBES_MAX)):
+        if t.words[2 * at + 1] == 0:
+            t.words[2 * at] = 0x7E7E7E + i
+            t.words[2 * at + 1] = (other << C.SLOT_KEY_SHIFT) | 1000 + i << C.SLOT_CTR_SHIFT
+    assert t.place_one(tag_word(new_tag), row.seed) is None
+    svc = build.services[0]
+    want = replace(svc, routes=MappingProxyType({**svc.routes, new_tag: 7009}))
+    _service_op(pm, ServiceOp(0, "route", want, svc, (new_tag,)), build)
+    _which, after = pm.live_row(0)
+    assert after.slot == 1 - row.slot and after.seed != row.seed
+    for tag, port in want.routes.items():
+        tr = bpfsys.prog_test_run(fd, _frame(5000, tag), 1)
+        assert tr.data == _frame(port, tag), tag
