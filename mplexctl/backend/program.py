@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,16 +111,22 @@ class SlotDump(RouteDump):
         self.map = table.map
         self.table_ = table
         raw = table.mm[: table.nslots * 16]
-        keys = array("H", raw)[5::8]
-        self.slots = [i for i, k in enumerate(keys) if k != 0 and k != C.ROUTE_KEY_TOMBSTONE]
-        self.count = len(self.slots)
+        self.slots = [m.start() for m in re.finditer(b"\x01", table.taken())]
+        self.count = n = len(self.slots)
         self.key_size, self.buf_size = ROUTE_KEY_SIZE, layout.ROUTE.size
-        prefixes = array("I", (keys[i] - 1 for i in self.slots)).tobytes()
-        self.keys = b"".join(
-            prefixes[4 * n : 4 * n + 4] + raw[16 * i : 16 * i + 8] for n, i in enumerate(self.slots)
-        )
-        self.ctrs = [int.from_bytes(raw[16 * i + 12 : 16 * i + 16], "little") for i in self.slots]
-        self._ports = b"".join(raw[16 * i + 8 : 16 * i + 10] for i in self.slots)
+        # The live slots back to back, then each field cut out with strided slices (in C).
+        live = b"".join([raw[16 * i : 16 * i + 16] for i in self.slots])
+        prefixes = array("I", [k - 1 for k in array("H", live)[5::8]]).tobytes()
+        keys = bytearray(n * ROUTE_KEY_SIZE)
+        for j in range(4):
+            keys[j::ROUTE_KEY_SIZE] = prefixes[j::4]
+        for j in range(C.TAG_MAX_LEN):
+            keys[4 + j :: ROUTE_KEY_SIZE] = live[j::16]
+        self.keys = bytes(keys)
+        self.ctrs = array("I", live)[3::4].tolist()
+        ports = bytearray(2 * n)
+        ports[0::2], ports[1::2] = live[8::16], live[9::16]
+        self._ports = bytes(ports)
         self.values = b""
         self._counters: dict[int, list[tuple[int, int]]] | None = None
 
