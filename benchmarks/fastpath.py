@@ -1,6 +1,6 @@
 """Part 8 (issue #16): the call-free route lookup against the previous program, same run.
 
-The previous data plane (routes in a per-CPU hash, benchmarks/reference/) and the current one
+The previous data plane (routes in a per-CPU hash, tests/support/previous_v2/) and the current one
 are loaded for the same config at 3 and 65,536 routes and timed in BPF_PROG_TEST_RUN,
 alternating case by case each round, against a trivial XDP_PASS floor (kernel-reported
 ns/packet; the timing variant routes tag 600 to the service port itself, see testrun.py).
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks import configs, frames
@@ -34,25 +33,15 @@ from mplexctl.config import parse_config
 from mplexctl.engine.execute import _service_op
 from mplexctl.engine.plan import ServiceOp
 
-REF = Path(__file__).resolve().parent / "reference"
 PATHS = ("rewrite", "drop_unknown_tag", "drop_length", "non_service", "worst_miss")
 VARIANTS = ("ref", "new")
 
 
 def reference_build(build: Build) -> Build:
     """`build` with the previous program's C text (same config header)."""
-    import dataclasses
-    import hashlib
+    from tests.support.previous_release import build_v2
 
-    text = (REF / "mplex.c").read_text()
-    parts = {"mplex_config.h": build.header}
-    for name in ("mplex_common.h", "mplex_parse.h", "mplex_core.h"):
-        parts[name] = (REF / name).read_text()
-    for name, body in parts.items():
-        text = text.replace(f'#include "{name}"', body.rstrip("\n"))
-    return dataclasses.replace(
-        build, source=text, program_digest=hashlib.sha256(text.encode()).hexdigest()
-    )
+    return build_v2(build)
 
 
 def _load(build: Build) -> tuple[Any, ProgramMaps]:

@@ -11,7 +11,7 @@ from mplexctl.config import load_config
 from tests.engine.conftest import Wire
 from tests.engine.stream import Stream
 from tests.lab import in_netns
-from tests.support.previous_release import attach_previous
+from tests.support.previous_release import attach_previous, attach_v2
 
 pytestmark = pytest.mark.kernel
 
@@ -91,3 +91,28 @@ def test_zero_loss_while_routes_are_added_and_deleted_in_place(wire: Wire) -> No
     counts = doc["counts"]
     assert isinstance(counts, dict)
     assert counts["5000"] == 0 and counts["5002"] == doc["sent"] == doc["unique"], doc
+
+
+def test_zero_loss_while_a_hashed_route_program_is_replaced(wire: Wire) -> None:
+    """Upgrade: the program of the release before the call-free lookup (layout 2, routes in a
+    per-CPU hash), under a stream, is read by diff and swapped for the current one by the next
+    apply without losing a datagram."""
+    host = wire.host
+    cfg = host.config()
+    build = compile_config(load_config(str(cfg)))
+    with in_netns(host.ns):
+        old = attach_v2(build, host.xdp, "native")
+    diff = host.cli("diff", str(cfg))
+    assert diff.returncode == 1 and "swap" in diff.stdout, diff.stdout + diff.stderr
+    stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002])
+    stream.start("601", LIMIT, PPS)
+    time.sleep(0.6)
+    res = host.apply(cfg)
+    assert res["plan"][0]["action"] == "swap" and res["compiles"] == 1
+    time.sleep(0.6)
+    doc = stream.finish()
+    counts = doc["counts"]
+    assert isinstance(counts, dict)
+    assert counts["5000"] == 0 and counts["5002"] == doc["sent"] == doc["unique"], doc
+    assert host.status()["prog_id"] != old
+    assert host.cli("diff", str(cfg)).returncode == 0

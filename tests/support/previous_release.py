@@ -1,5 +1,6 @@
-"""The previous release's program (one per interface, layout version 1), kept verbatim in
-tests/support/previous/ as the reference of the migration tests and the benchmarks."""
+"""The previous releases' programs, kept verbatim as the references of the migration tests
+and the benchmarks: layout version 1 (one program per interface, tests/support/previous/) and
+layout version 2 (one per namespace, routes in a per-CPU hash, tests/support/previous_v2/)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
 
 HERE = Path(__file__).resolve().parent / "previous"
+HERE_V2 = Path(__file__).resolve().parent / "previous_v2"
 INCLUDES = {
     "mplex_common_v1.h": HERE / "mplex_common_v1.h",
     "mplex_parse_v1.h": HERE / "mplex_parse_v1.h",
@@ -54,6 +56,50 @@ def attach_previous(build: Build, iface: str, mode: str = "native") -> int:
     """What the previous release left on `iface`: its own program and maps. Call inside the
     interface's netns; returns the program id."""
     loaded, pm = load(build)
+    try:
+        link = netlink.get_link(iface)
+        assert link is not None, iface
+        netlink.attach(link, loaded.prog_fd, mode)
+        return pm.prog_id
+    finally:
+        loaded.close()
+
+
+def source_v2(build: Build) -> str:
+    """The layout-2 program's C text for `build`'s services (the current config header)."""
+    text = (HERE_V2 / "mplex.c").read_text()
+    parts = {"mplex_config.h": build.header}
+    for name in ("mplex_common.h", "mplex_parse.h", "mplex_core.h"):
+        parts[name] = (HERE_V2 / name).read_text()
+    for name, body in parts.items():
+        text = text.replace(f'#include "{name}"', body.rstrip("\n"))
+    return text
+
+
+def build_v2(build: Build) -> Build:
+    text = source_v2(build)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return dataclasses.replace(build, source=text, program_digest=digest)
+
+
+def load_v2(build: Build) -> tuple[Loaded, ProgramMaps]:
+    """Compile, load and fill the layout-2 program for `build` (not attached), its metadata
+    marked as layout 2 (routes in a per-CPU hash)."""
+    old = build_v2(build)
+    loaded = compile_and_load(old)
+    pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
+    pm.fill(old)
+    raw = bytearray(pm.maps[C.MAP_META].lookup(ZERO) or b"")
+    layout.U32.pack_into(raw, 0, C.MAGIC_HASHED & 0xFFFFFFFF)
+    layout.U32.pack_into(raw, 4, C.MAGIC_HASHED >> 32)
+    pm.maps[C.MAP_META].update(ZERO, bytes(raw))
+    return loaded, pm
+
+
+def attach_v2(build: Build, iface: str, mode: str = "native") -> int:
+    """What the release before the call-free lookup left on `iface` (call inside its netns);
+    returns the program id."""
+    loaded, pm = load_v2(build)
     try:
         link = netlink.get_link(iface)
         assert link is not None, iface
