@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
-from mplexctl.errors import HostError, LockError
+from mplexctl.errors import PERMISSION_ERRNOS, HostError, LockError, PrivilegeError
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -36,6 +36,8 @@ def enter_netns(name: str) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
+            if err in PERMISSION_ERRNOS:
+                raise PrivilegeError(f"entering network namespace {name!r}")
             raise HostError(f"cannot enter network namespace {name!r}: {os.strerror(err)}")
     finally:
         os.close(fd)
