@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 import json
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -17,7 +19,7 @@ from mplexctl.config.model import Config, Interface, Limits, Service, TagSpec, W
 from mplexctl.config.schema import Verdicts, schema, schema_problems
 from mplexctl.config.semantic import Tables, decode_routes, semantic_problems
 from mplexctl.config.yamlsrc import Located, Path, YamlSyntaxError, load_located
-from mplexctl.errors import ConfigError
+from mplexctl.errors import ConfigError, Problem
 
 __all__ = ["Config", "format_path", "load_config", "parse_config"]
 
@@ -44,16 +46,38 @@ def _one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
+STDIN = "-"  # load_config("-") reads standard input, named <stdin> in messages
+TCP_WARNING = (
+    "a tcp service is routed segment by segment: segments without payload (handshakes, ACKs, "
+    "FINs) fall outside its windows and are dropped, so ordinary TCP connections to port "
+    "{port} fail; use tcp for per-segment consumers such as raw-socket collectors (README: "
+    "TCP segments)"
+)
+
+
 def load_config(
     filename: str, verdicts: Verdicts | None = None, *, expectations: bool = True
 ) -> Config:
+    """Read and validate a file ("-": stdin)."""
+    name = "<stdin>" if filename == STDIN else filename
     try:
-        with open(filename, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([f"{filename}: cannot read: {reason}"]) from None
-    return parse_config(text, filename, verdicts, expectations=expectations)
+        if filename == STDIN:
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(filename, "rb") as fh:
+                raw = fh.read()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError([Problem(name, None, None, f"cannot read: {reason}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        msg = f"not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        raise ConfigError([Problem(name, line, None, msg)]) from None
+    if "\r" in text:  # universal newlines, as reading in text mode does
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return parse_config(text, name, verdicts, expectations=expectations)
 
 
 def parse_config(
@@ -89,15 +113,15 @@ def _parse(text: str, filename: str, verdicts: Verdicts | None, expectations: bo
     try:
         located = locate_text(text)
     except YamlSyntaxError as exc:
-        raise ConfigError([f"{filename}:{exc.line}: (top): {_one_line(exc.message)}"]) from None
+        raise ConfigError([Problem(filename, exc.line, "(top)", _one_line(exc.message))]) from None
     tables: Tables = {}
     problems = _problems(located, tables, verdicts or remembered.store())
     if problems:
         problems.sort(key=lambda p: (p[0], p[1]))
         raise ConfigError(
-            [f"{filename}:{line}: {path}: {_one_line(msg)}" for line, path, msg in problems]
+            [Problem(filename, line, path, _one_line(msg)) for line, path, msg in problems]
         )
-    config = _build(located, filename, tables)
+    config = replace(_build(located, filename, tables), warnings=_warnings(located, filename))
     if expectations and config.expectations:
         from mplexctl.contract.expect import model_failures
 
@@ -118,6 +142,16 @@ def locate_text(text: str) -> Located:
 def _routes_located(text: str) -> Located:
     fast = routeblocks.load_located(text)
     return fast if fast is not None else load_located(text)
+
+
+def _warnings(located: Located, filename: str) -> tuple[Problem, ...]:
+    out = []
+    for i, svc in enumerate(located.data["services"]):
+        if svc["protocol"] == "tcp":
+            path = ("services", i, "protocol")
+            msg = TCP_WARNING.format(port=svc["port"])
+            out.append(Problem(filename, located.line_of(path), format_path(path), msg))
+    return tuple(out)
 
 
 def _problems(

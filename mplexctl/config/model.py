@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from mplexctl import constants as C
+from mplexctl.errors import Problem
 
 Routes = Mapping[bytes, int]  # tag bytes -> destination port (a read-only MappingProxyType)
 
@@ -118,6 +119,8 @@ class Config:
     source: str = "<config>"
     version: int = 1
     expectations: tuple[Expectation, ...] = ()
+    # what validate warns about (the file is valid): e.g. every tcp service
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
 
 def tag_text(tag: bytes) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mplexctl.config.model import Config, Expectation
 from mplexctl.contract.model import ModelResult, run_model
 from mplexctl.contract.packet import Built, build_frame
+from mplexctl.errors import Problem
 
 PASS = "pass"  # the expectation word for "not a service packet" (no counter moves)
 
@@ -47,17 +48,22 @@ def model_outcome(config: Config, exp: Expectation) -> Outcome:
     return outcome_of(run_model(config, built.frame), built)
 
 
+def failure_problem(filename: str, exp: Expectation, got: Outcome, note: str = "") -> Problem:
+    """A failed expectation as a config problem (file, line, expect[i] (name), message)."""
+    tail = f" {note}" if note else ""
+    return Problem(filename, exp.line, exp.label, f"got {got}, expected {expected(exp)}{tail}")
+
+
 def failure(filename: str, exp: Expectation, got: Outcome, note: str = "") -> str:
     """FILE:LINE: expect[i] (name): got X, expected Y[ note]"""
-    tail = f" {note}" if note else ""
-    return f"{filename}:{exp.line}: {exp.label}: got {got}, expected {expected(exp)}{tail}"
+    return failure_problem(filename, exp, got, note).text
 
 
-def model_failures(config: Config) -> list[str]:
-    """One line per expectation the model does not meet, in file order."""
+def model_failures(config: Config) -> list[Problem]:
+    """One problem per expectation the model does not meet, in file order."""
     out = []
     for exp in config.expectations:
         got = model_outcome(config, exp)
         if got != expected(exp):
-            out.append(failure(config.source, exp, got))
+            out.append(failure_problem(config.source, exp, got))
     return out
