@@ -1,14 +1,12 @@
 """Verbs that prove a config before it carries traffic: `test` (the kernel) and `explain`
-(the model). main.py registers them with `register(verb)`."""
+(the model). main.py lists their VERBS (cli/verb.py says how)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mplexctl.cli import render
+from mplexctl.cli.verb import Args, Report, Verb
 from mplexctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -16,22 +14,18 @@ if TYPE_CHECKING:
     from mplexctl.contract.replay import Row
     from mplexctl.engine.prove import ProveReport
 
-Handler = Callable[[argparse.Namespace], int]
-Verb = Callable[..., argparse.ArgumentParser]
 EXIT_SOME_FAILED = 1
 
 
-def _out(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
 # --- test ---------------------------------------------------------------------------------------
-def cmd_test(args: argparse.Namespace) -> int:
+def cmd_test(args: Args) -> Report:
     from mplexctl.engine.prove import prove_file
 
     report = prove_file(args.file)
-    _out(render.to_json(report.as_dict()) if args.json else test_text(report))
-    return 0 if report.ok else EXIT_SOME_FAILED
+    code = 0 if report.ok else EXIT_SOME_FAILED  # as diff's 1: an answer, not a failure
+    if args.json:
+        return Report(data=report.as_dict(), exit_code=code)
+    return Report(text=test_text(report), exit_code=code)
 
 
 def test_text(report: ProveReport) -> str:
@@ -52,7 +46,7 @@ def test_text(report: ProveReport) -> str:
 
 
 # --- explain ------------------------------------------------------------------------------------
-def cmd_explain(args: argparse.Namespace) -> int:
+def cmd_explain(args: Args) -> Report:
     from mplexctl.config import load_config
 
     if args.diff_live and not args.pcap:
@@ -71,8 +65,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         frame = _hex_frame(args.frame)
     result = explain(config, frame)
-    _out(render.to_json(result.as_dict()) if args.json else explain_text(result))
-    return 0
+    return Report(data=result.as_dict()) if args.json else Report(text=explain_text(result))
 
 
 def _hex_frame(text: str) -> bytes:
@@ -91,7 +84,7 @@ def explain_text(e: Explanation) -> str:
     return "\n".join(lines)
 
 
-def _replay(args: argparse.Namespace, config: Any) -> int:
+def _replay(args: Args, config: Any) -> Report:
     from mplexctl.contract.replay import read_capture, replay
 
     capture = read_capture(args.pcap)
@@ -115,8 +108,7 @@ def _replay(args: argparse.Namespace, config: Any) -> int:
         doc |= {"truncated": capture.truncated, "rows": table}
         if where is not None:
             doc["live"] = where
-        _out(render.to_json(doc))
-        return 0
+        return Report(data=doc)
     head = f"{args.pcap}: {len(capture.frames)} frame(s) replayed against {args.file}"
     if capture.truncated:
         head += f" ({capture.truncated} cut short by the capture, replayed as captured)"
@@ -134,8 +126,7 @@ def _replay(args: argparse.Namespace, config: Any) -> int:
     widths = [max(len(c[i]) for c in [cols, *cells]) for i in range(len(cols))]
     for line in [cols, *cells]:
         out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    _out("\n".join(out))
-    return 0
+    return Report(text="\n".join(out))
 
 
 def _row_order(k: Row) -> tuple[str, str, int]:
@@ -143,18 +134,11 @@ def _row_order(k: Row) -> tuple[str, str, int]:
 
 
 # --- registration -------------------------------------------------------------------------------
-def register(verb: Verb) -> None:
-    """Add `test` and `explain` to the parser; `verb(name, handler, help)` makes a sub-parser."""
-    p = verb(
-        "test",
-        cmd_test,
-        "run FILE's expectations in the kernel, never attached "
-        "(exit 0 all hold, 1 some failed, 2 invalid file)",
-    )
+def _test_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE")
-    p = verb(
-        "explain", cmd_explain, "the path a packet takes through FILE's contract, step by step"
-    )
+
+
+def _explain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
@@ -174,3 +158,21 @@ def register(verb: Verb) -> None:
         action="store_true",
         help="with --pcap: the live configuration's counts side by side (root)",
     )
+
+
+VERBS = (
+    Verb(
+        "test",
+        "run FILE's expectations in the kernel, never attached "
+        "(exit 0 all hold, 1 some failed, 2 invalid file)",
+        cmd_test,
+        _test_args,
+    ),
+    Verb(
+        "explain",
+        "the path a packet takes through FILE's contract, step by step",
+        cmd_explain,
+        _explain_args,
+        netns=True,  # --diff-live reads the live configuration of a namespace
+    ),
+)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mplexctl import constants as C
+from mplexctl.errors import Problem
 
 if TYPE_CHECKING:  # imported by the verbs that use them (start-up time counts: see README)
     from mplexctl.compiler.build import Build
@@ -18,12 +20,34 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
 
 
+def document(
+    failed: bool,
+    exit_code: int,
+    *,
+    msg: str = "",
+    problems: Sequence[Problem] = (),
+    data: dict[str, Any] | None = None,
+) -> str:
+    """The one --json shape (README: "--json output"): an object with `failed` and
+    `exit_code` (the process's exit status); when failed, `msg` and `problems`; then the
+    verb's own keys."""
+    doc: dict[str, Any] = {"failed": failed, "exit_code": exit_code}
+    if failed:
+        doc["msg"] = msg
+        doc["problems"] = [p.as_dict() for p in problems]
+    doc.update(data or {})
+    return to_json(doc)
+
+
 def plan_text(p: Plan) -> str:
     if p.empty:
         return "no changes"
-    width = max(len(c.impact) for c in p.changes)
-    lines = [f"  {c.interface}: [{c.impact:<{width}}] {c.detail}" for c in p.changes]
+    lines = [f"  {c.interface}: [{c.impact}] {c.detail}" for c in p.changes]
     return f"plan ({len(p.changes)} change(s), generation {p.generation}):\n" + "\n".join(lines)
+
+
+def _windows(windows: list[dict[str, int]]) -> str:
+    return ", ".join(f"{w['min']}..{w['max']}" for w in windows)
 
 
 def maps_text(build: Build) -> str:
@@ -38,7 +62,7 @@ def maps_text(build: Build) -> str:
     for s in maps[C.MAP_SERVICES]:
         out.append(
             f"/*   [{s['index']}] {s['name']} {s['protocol']}/{s['port']} windows "
-            f"{s['windows']} tag {s['tag_offset']}+{s['tag_length']} "
+            f"{_windows(s['windows'])} tag {s['tag']['offset']}+{s['tag']['length']} "
             f"unmatched {s['unmatched']}: {s['value']} */"
         )
     out.append(f"/* map {C.MAP_ROUTES} ({len(maps[C.MAP_ROUTES])} entries, key -> value) */")

@@ -53,7 +53,7 @@ class ServiceEntry:
         return {
             "protocol": self.protocol,
             "port": self.port,
-            "windows": [f"{lo}..{hi}" for lo, hi in self.windows],
+            "windows": [{"min": lo, "max": hi} for lo, hi in self.windows],
             "tag": {"offset": self.tag_offset, "length": self.tag_length},
             "unmatched": self.unmatched,
             "routes": {tag_text(t): self.routes[t] for t in sorted(self.routes)},
@@ -129,9 +129,8 @@ class Build:
                     "name": s.name,
                     "protocol": s.protocol,
                     "port": s.port,
-                    "windows": [list(w) for w in s.windows],
-                    "tag_offset": s.tag_offset,
-                    "tag_length": s.tag_length,
+                    "windows": [{"min": lo, "max": hi} for lo, hi in s.windows],
+                    "tag": {"offset": s.tag_offset, "length": s.tag_length},
                     "unmatched": s.unmatched,
                     "value": s.value(self.max_windows).hex(),
                 }

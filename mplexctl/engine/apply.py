@@ -97,7 +97,10 @@ def check_applicable(p: Plan) -> None:
         who = "; ".join(
             f"{s.name} carries XDP program {s.prog_name!r} (id {s.prog_id})" for s in p.refused
         )
-        raise RefusedError(f"{who}: not attached by mplex, left alone (use --force to replace it)")
+        raise RefusedError(
+            f"{who}: not attached by mplex, left alone",
+            hint=("--force", "use --force to replace it"),
+        )
 
 
 def plan_file(path: str, *, force: bool = False) -> Plan:

@@ -12,7 +12,7 @@ from mplexctl.compiler.build import compile_config
 from mplexctl.config import load_config
 from mplexctl.config.model import Config, Expectation, Limits, Service, TagSpec, Window
 from mplexctl.contract.expect import Outcome, expected, model_outcome
-from mplexctl.errors import HostError
+from mplexctl.errors import HostError, PrivilegeError
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def prove_file(path: str) -> ProveReport:
     config = load_config(path, expectations=False)  # failed expectations are ours to report
     build = compile_config(config)
     if os.geteuid() != 0:
-        raise HostError("mplexctl test loads FILE's program into the kernel: run it as root")
+        raise PrivilegeError("mplexctl test loads FILE's program into the kernel")
     from mplexctl.backend.loader import compile_and_load
     from mplexctl.backend.program import ProgramMaps
     from mplexctl.backend.testrun import run_expectations
@@ -93,7 +93,7 @@ def live_config() -> tuple[Config, str]:
     from mplexctl.engine.probe import probe
 
     if os.geteuid() != 0:
-        raise HostError("--diff-live reads the live program's maps: run it as root")
+        raise PrivilegeError("--diff-live reads the live program's maps")
     states = probe().mplex_interfaces()
     if not states:
         raise HostError("no mplex program is attached in this network namespace: nothing live")

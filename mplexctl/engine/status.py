@@ -12,6 +12,7 @@ from mplexctl.compiler import layout
 from mplexctl.config.model import tag_text
 from mplexctl.engine.probe import interface_state, opened_program
 from mplexctl.engine.state import ProgramState
+from mplexctl.errors import HostError
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,13 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
     """Interfaces carrying XDP programs (or the named ones), with mplex counters. A program
     shared by several interfaces is read once; each interface reports its own verdict
     counters (its counter slot) and the program's route counters."""
-    links = [
-        link
-        for link in netlink.list_links()
-        if (link.name in names if names else link.prog_id != 0)
-    ]
+    every = netlink.list_links()
+    unknown = sorted(set(names or ()) - {link.name for link in every})
+    if unknown:
+        if len(unknown) == 1:
+            raise HostError(f"interface {unknown[0]} does not exist")
+        raise HostError(f"interfaces {', '.join(unknown)} do not exist")
+    links = [link for link in every if (link.name in names if names else link.prog_id != 0)]
     read: dict[int, tuple[ProgramState | None, str, Any, Any]] = {}
     for prog_id in dict.fromkeys(link.prog_id for link in links if link.prog_id):
         with opened_program(prog_id) as (prog, pm, dump, name):
