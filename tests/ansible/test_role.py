@@ -180,7 +180,7 @@ def status(site: Site) -> list[dict[str, Any]]:
         text=True,
         check=True,
     )
-    rows: list[dict[str, Any]] = json.loads(r.stdout)
+    rows: list[dict[str, Any]] = json.loads(r.stdout)["interfaces"]
     return rows
 
 

@@ -337,7 +337,7 @@ def test_module_absent(stub: Stub) -> None:
         {"interface": "eth0", "owner": "mplex", "mode": "native", "services": {"t": {}}},
         {"interface": "eth1", "owner": "foreign", "mode": "native", "services": {}},
     ]
-    stub.answer("status", rows)
+    stub.answer("status", {"failed": False, "exit_code": 0, "interfaces": rows})
     stub.answer("detach", {"changed": True, "detached": ["eth0"]})
     res = stub.run(check=True, state="absent")
     assert res["changed"] is True and res["detached"] == ["eth0"]
@@ -346,7 +346,7 @@ def test_module_absent(stub: Stub) -> None:
     assert res["changed"] is True and res["detached"] == ["eth0"]
     assert stub.calls()[-1] == ["detach", "--json", "--netns", "blue"]
     stub.answer("detach", {"changed": False, "detached": []})
-    stub.answer("status", [])
+    stub.answer("status", {"failed": False, "exit_code": 0, "interfaces": []})
     assert stub.run(state="absent")["changed"] is False
 
 

@@ -44,7 +44,13 @@ def test_invalid_config_exit_2_with_file_line_path(tmp_path: Path) -> None:
 def test_validate_json_and_missing_file(tmp_path: Path) -> None:
     r = mplexctl("validate", "--json", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert json.loads(r.stdout)[str(tmp_path / "nope.yaml")]["valid"] is False
+    doc = json.loads(r.stdout)
+    assert doc["failed"] is True and doc["exit_code"] == 2
+    assert doc["files"][0]["file"] == str(tmp_path / "nope.yaml")
+    assert doc["files"][0]["valid"] is False
+    (problem,) = doc["problems"]
+    assert problem["file"] == str(tmp_path / "nope.yaml") and problem["line"] is None
+    assert problem["message"] == "cannot read: No such file or directory"
 
 
 def test_compile_is_byte_identical_across_runs() -> None:
@@ -94,7 +100,7 @@ def test_diff_two_files(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert 'service telemetry: route "601": 5002 -> 5009' in r.stdout
     doc = json.loads(mplexctl("diff", "--json", EXAMPLE, str(new)).stdout)
-    assert doc["different"] is True and doc["plan"][0]["impact"].startswith("map update")
+    assert doc["changed"] is True and doc["plan"][0]["impact"].startswith("map update")
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 2\n")
     assert mplexctl("diff", EXAMPLE, str(bad)).returncode == 2

@@ -71,7 +71,7 @@ class Host:
     def status(self) -> dict[str, Any]:
         r = self.cli("status", "--json", self.xdp)
         assert r.returncode == 0, r.stderr
-        rows: list[dict[str, Any]] = json.loads(r.stdout)
+        rows: list[dict[str, Any]] = json.loads(r.stdout)["interfaces"]
         return rows[0]
 
 

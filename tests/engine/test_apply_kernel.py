@@ -86,7 +86,7 @@ def test_new_service_swaps_program_atomically(host: Host) -> None:
 def test_foreign_program_refused_then_forced(host: Host) -> None:
     attach_foreign(host.ns, host.xdp)
     before = host.cli("status", "--json", host.xdp)
-    foreign = json.loads(before.stdout)[0]
+    foreign = json.loads(before.stdout)["interfaces"][0]
     assert foreign["owner"] == "foreign" and foreign["program"] == "other_xdp"
     cfg = host.config()
     res = host.apply(cfg, ok=False)
@@ -182,7 +182,7 @@ def test_interface_dropped_from_the_file_is_detached(host: Host) -> None:
     res = host.apply(host.config())
     acts = {(c["interface"], c["action"]) for c in res["plan"]}
     assert acts == {(host.peer, "detach"), (host.xdp, "metadata")}  # new generation recorded
-    peer = json.loads(host.cli("status", "--json", host.peer).stdout)[0]
+    peer = json.loads(host.cli("status", "--json", host.peer).stdout)["interfaces"][0]
     assert peer["owner"] == "none" and host.status()["owner"] == "mplex"
 
 

@@ -130,7 +130,7 @@ class Mplexctl:
                 data = json.loads(out)
             except ValueError:
                 data = None
-        if rc != 0 or not isinstance(data, (dict, list)) or _failed(data):
+        if rc != 0 or not isinstance(data, dict) or _failed(data):
             self.fail(argv, rc, data, out, err)
         for line in err.splitlines():
             if line.startswith("mplexctl: warning"):
@@ -222,7 +222,8 @@ def apply_present(module, cli):
 
 
 def apply_absent(module, cli):
-    rows = cli.run("status")
+    status = cli.run("status")
+    rows = status.get("interfaces") if isinstance(status, dict) else None
     ours = []
     if isinstance(rows, list):
         ours = [
