@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Generic, TypeVar
 
 from mplexctl.errors import PERMISSION_ERRNOS, HostError, LockError, PrivilegeError
@@ -46,6 +46,18 @@ def enter_netns(name: str) -> None:
 def netns_id() -> int:
     """Inode of this process's network namespace: names locks and pins per namespace."""
     return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def where() -> str:
+    """Where this process acts, for messages: "in network namespace 'NAME'" when /run/netns
+    names its namespace (--netns, or `ip netns exec`), else "on this host"."""
+    mine = netns_id()
+    with suppress(OSError):
+        for name in sorted(os.listdir(NETNS_RUN_DIR)):
+            with suppress(OSError):
+                if os.stat(os.path.join(NETNS_RUN_DIR, name)).st_ino == mine:
+                    return f"in network namespace {name!r}"
+    return "on this host"
 
 
 @contextmanager

@@ -30,6 +30,7 @@ class LinkXdp:
     index: int
     prog_id: int
     mode: str | None  # native | generic | offload | multi | None
+    up: bool = True  # administratively up (ip link set NAME up)
 
 
 def list_links() -> list[LinkXdp]:
@@ -37,7 +38,7 @@ def list_links() -> list[LinkXdp]:
         raw = rtnl.dump_links()
     except OSError as exc:
         raise HostError(f"cannot list interfaces: {exc.strerror or exc}") from None
-    return [LinkXdp(r.name, r.index, r.prog_id, _ATTACHED.get(r.attached)) for r in raw]
+    return [LinkXdp(r.name, r.index, r.prog_id, _ATTACHED.get(r.attached), r.up) for r in raw]
 
 
 def get_link(name: str) -> LinkXdp | None:

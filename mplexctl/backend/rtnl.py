@@ -29,6 +29,7 @@ IFLA_XDP_PROG_ID = 4
 IFLA_XDP_DRV_PROG_ID = 5
 IFLA_XDP_SKB_PROG_ID = 6
 XDP_ATTACHED_MULTI = 4
+IFF_UP = 0x1
 
 NLMSGHDR = struct.Struct("=IHHII")
 IFINFOMSG = struct.Struct("=BxHiII")
@@ -43,6 +44,7 @@ class RawLink:
     index: int
     attached: int  # XDP_ATTACHED_*: 0 none, 1 drv, 2 skb, 3 hw, 4 multi
     prog_id: int
+    up: bool = True  # IFF_UP: administratively up
 
 
 class NetlinkDumpError(OSError):
@@ -67,7 +69,7 @@ def _u32(raw: bytes | None) -> int:
 
 
 def _link(msg: bytes, start: int, end: int) -> RawLink:
-    _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(msg, start)
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(msg, start)
     attrs = _attrs(msg, start + IFINFOMSG.size, end)
     name = attrs.get(IFLA_IFNAME, b"").split(b"\0", 1)[0].decode("utf-8", "replace")
     xdp_raw = attrs.get(IFLA_XDP)
@@ -78,7 +80,7 @@ def _link(msg: bytes, start: int, end: int) -> RawLink:
         prog = _u32(xdp.get(IFLA_XDP_PROG_ID))
         if attached == XDP_ATTACHED_MULTI:  # several modes: prefer the driver program
             prog = _u32(xdp.get(IFLA_XDP_DRV_PROG_ID)) or _u32(xdp.get(IFLA_XDP_SKB_PROG_ID))
-    return RawLink(name, index, attached, prog)
+    return RawLink(name, index, attached, prog, bool(flags & IFF_UP))
 
 
 def _dump_once(sock: socket.socket, seq: int) -> tuple[list[RawLink], bool]:

@@ -22,14 +22,15 @@ def cmd_apply(args: Args) -> Report:
     from mplexctl.engine.apply import apply
 
     result = apply(args.file, check=args.check, force=args.force)
+    warnings = result.plan.warnings
     if args.json:
-        return Report(data=result.as_dict())
+        return Report(data=result.as_dict(), warnings=warnings)
     lines = [render.plan_text(result.plan), *result.notes]
     if result.check and not result.plan.empty:
         lines.append("check mode: nothing changed")
     elif result.changed and not result.check:
         lines.append(f"applied generation {result.generation}; verified (re-probe: no changes)")
-    return Report(text="\n".join(lines))
+    return Report(text="\n".join(lines), warnings=warnings)
 
 
 def _diff_args(p: argparse.ArgumentParser) -> None:
@@ -52,9 +53,14 @@ def cmd_diff(args: Args) -> Report:
         check_applicable(p)
     code = EXIT_OK if p.empty else EXIT_DIFF
     if args.json:
-        data = {"changed": not p.empty, "generation": p.generation, "plan": p.as_list()}
-        return Report(data=data, exit_code=code)
-    return Report(text=render.plan_text(p), exit_code=code)
+        data = {
+            "changed": not p.empty,
+            "generation": p.generation,
+            "plan": p.as_list(),
+            "notes": [*p.notes, *p.warnings],
+        }
+        return Report(data=data, exit_code=code, warnings=p.warnings)
+    return Report(text=render.plan_text(p), exit_code=code, warnings=p.warnings)
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:

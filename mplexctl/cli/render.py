@@ -40,10 +40,12 @@ def document(
 
 
 def plan_text(p: Plan) -> str:
+    notes = [f"note: {n}" for n in p.notes]
     if p.empty:
-        return "no changes"
+        return "\n".join(["no changes", *notes])
     lines = [f"  {c.interface}: [{c.impact}] {c.detail}" for c in p.changes]
-    return f"plan ({len(p.changes)} change(s), generation {p.generation}):\n" + "\n".join(lines)
+    head = f"plan ({len(p.changes)} change(s), generation {p.generation}):"
+    return "\n".join([head, *lines, *notes])
 
 
 def _windows(windows: list[dict[str, int]]) -> str:

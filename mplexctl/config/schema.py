@@ -240,8 +240,37 @@ def definition_problems(definition: str, data: Any) -> list[tuple[Path, str, boo
 
 def _schema_problems(slim: Any, definition: str = "") -> list[tuple[Path, str, bool]]:
     errors = _validator(definition).iter_errors(slim)
-    return [
+    found = [
         m
         for e in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))
         for m in _messages(e)
+    ]
+    return _typos_merged(found)
+
+
+_MISSING = re.compile(r"missing required key '([^']*)'$")
+_UNKNOWN = re.compile(r"unknown key '([^']*)' \(allowed: ([^)]*)\)$")
+
+
+def _typos_merged(found: list[tuple[Path, str, bool]]) -> list[tuple[Path, str, bool]]:
+    """An unknown key that is a typo of an allowed one says so ("did you mean ...?"); when
+    the key it misspells is a missing required one, that is one problem, not two."""
+    import difflib
+
+    missing = {(path, m.group(1)) for path, msg, _ in found if (m := _MISSING.match(msg))}
+    merged: set[tuple[Path, str]] = set()
+    out: list[tuple[Path, str, bool]] = []
+    for path, msg, at_key in found:
+        m = _UNKNOWN.match(msg)
+        if m and at_key and path:
+            allowed = m.group(2).split(", ")
+            close = difflib.get_close_matches(m.group(1), allowed, n=1, cutoff=0.75)
+            if close:
+                msg = f"unknown key {m.group(1)!r}: did you mean {close[0]!r}?"
+                merged.add((path[:-1], close[0]))
+        out.append((path, msg, at_key))
+    return [
+        (path, msg, at_key)
+        for path, msg, at_key in out
+        if not ((m := _MISSING.match(msg)) and (path, m.group(1)) in merged & missing)
     ]

@@ -174,6 +174,15 @@ def load_located(text: str) -> Located:
     return locate(compose(text))
 
 
+def _tab_indented(text: str, index: int) -> bool:
+    """Line `index` (0-based) starts with whitespace that holds a tab."""
+    lines = _BREAK.split(text)
+    if not 0 <= index < len(lines):
+        return False
+    src = lines[index]
+    return "\t" in src[: len(src) - len(src.lstrip(" \t"))]
+
+
 def compose(text: str) -> yaml.Node | None:
     """The node tree of a one-document YAML text (None: empty); YamlSyntaxError otherwise."""
     try:
@@ -183,6 +192,8 @@ def compose(text: str) -> yaml.Node | None:
         # The end of the stream is on the line after a final newline: name the last line.
         line = min(mark.line + 1, line_count(text)) if mark else 1
         what = ", ".join(str(part) for part in (exc.context, exc.problem) if part) or str(exc)
+        if mark and _tab_indented(text, mark.line):
+            what = "tabs are not allowed for indentation (use spaces)"
         raise YamlSyntaxError(line, f"invalid YAML: {what}") from None
     except yaml.reader.ReaderError as exc:
         raise _reader_error(text, exc) from None

@@ -52,7 +52,7 @@ class ApplyResult:
             "after": self.after,
             "verified": self.verified,
             "check": self.check,
-            "notes": list(self.notes),
+            "notes": [*self.plan.notes, *self.plan.warnings, *self.notes],
             "compiles": self.compiles,
         }
 
@@ -92,7 +92,8 @@ def _views(
 
 def check_applicable(p: Plan) -> None:
     if p.missing:
-        raise HostError("interface(s) in the file but not on this host: " + ", ".join(p.missing))
+        missing = ", ".join(p.missing)
+        raise HostError(f"interface(s) in the file but not {host.where()}: {missing}")
     if p.refused:
         who = "; ".join(
             f"{s.name} carries XDP program {s.prog_name!r} (id {s.prog_id})" for s in p.refused

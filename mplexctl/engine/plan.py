@@ -25,11 +25,11 @@ VIRTUAL_PROG_ID = -1  # the program of a host that exists only on paper (`diff O
 
 IMPACT = {
     "attach": "attach",
-    "swap": "program swap",
+    "swap": "program swap (counters restart)",
     "replace-foreign": "program swap (replaces a foreign program)",
     "mode-change": "detach + attach (new XDP mode)",
     "detach": "detach",
-    "row": "map update",
+    "row": "map update (service row swap)",
     "route": "map update (one entry, in place)",
     "table": "map update (route table swap)",
     "cleanup": "map update (remove stray entries)",
@@ -118,6 +118,8 @@ class Plan:
     refused: tuple[InterfaceState, ...] = ()  # foreign programs we may not touch
     missing: tuple[str, ...] = ()  # interfaces in the file but not on the host
     program: ProgramPlan | None = None  # None: no interface to serve
+    notes: tuple[str, ...] = ()  # what the plan keeps as it is, and why
+    warnings: tuple[str, ...] = ()  # what works, but not as the operator may expect
 
     @property
     def empty(self) -> bool:
@@ -184,6 +186,8 @@ def changed_tags(old: ServiceState, new: ServiceState) -> list[bytes]:
 @dataclass
 class _Builder:
     changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, iface: str, action: str, detail: str, service: str | None = None) -> None:
         self.changes.append(Change(iface, action, IMPACT[action], detail, service))
@@ -263,6 +267,24 @@ def _slots(
     return write, stale
 
 
+def _swap_reason(prog: ProgramState, build: Build) -> str:
+    """Why the program is replaced, in the config's words."""
+    reasons = []
+    desired = desired_services(build)
+    if [(s.name, s.protocol, s.port) for s in prog.services] != [
+        (s.name, s.protocol, s.port) for s in desired
+    ]:
+        reasons.append("services added, removed or moved to another protocol/port")
+    want = (build.config.limits.routes, build.config.limits.windows)
+    if prog.map_limits is not None:
+        for key, have, new in zip(("routes", "windows"), prog.map_limits, want, strict=True):
+            if have != new:
+                reasons.append(f"limits.{key} {have} -> {new}")
+    if not reasons:
+        reasons.append("the program's source changed (another mplexctl version)")
+    return "; ".join(reasons)
+
+
 def _interface(
     b: _Builder,
     iface: Interface,
@@ -272,6 +294,16 @@ def _interface(
     force: bool,
 ) -> InterfacePlan | InterfaceState:
     name, prog = iface.name, live.program
+    if not live.up:
+        b.warnings.append(
+            f"{name} is down: mplex runs on it, but it receives nothing until it is up "
+            f"(ip link set {name} up)"
+        )
+    if iface.xdp_mode == "auto" and live.mode == "generic" and prog is not None:
+        b.notes.append(
+            f"{name}: xdp_mode auto keeps the running generic mode (auto picks native only "
+            "when it attaches; detach, then apply, to try native again)"
+        )
     if live.prog_id == 0:
         b.add(
             name, "attach", f"attach mplex in {iface.xdp_mode} mode (generation {build.generation})"
@@ -296,7 +328,7 @@ def _interface(
         elif prog.layout != C.LAYOUT_VERSION:
             why = "previous release's per-interface program"
         else:
-            why = "services or limits changed"
+            why = _swap_reason(prog, build)
         new = build.program_digest[:12] if target is None else f"id {target.prog_id}"
         b.add(name, "swap", f"program {prog.program_digest[:12]} -> {new} ({why})")
         return InterfacePlan(name, "swap", iface.xdp_mode)
@@ -324,9 +356,19 @@ def plan(build: Build, live: LiveState, *, force: bool = False) -> Plan:
     if plans or (target is not None and target.if_slots):
         program = _program(b, build, live, target, plans, {s.index for s in leaving})
     for state in leaving:
-        b.add(state.name, "detach", f"detach mplex (id {state.prog_id}): not in the file")
+        which = "" if state.prog_id == VIRTUAL_PROG_ID else f" (id {state.prog_id})"
+        b.add(state.name, "detach", f"detach mplex{which}: not in the file")
         plans.append(InterfacePlan(state.name, "detach", "auto"))
-    return Plan(build.generation, tuple(b.changes), tuple(plans), tuple(refused), missing, program)
+    return Plan(
+        build.generation,
+        tuple(b.changes),
+        tuple(plans),
+        tuple(refused),
+        missing,
+        program,
+        tuple(b.notes),
+        tuple(b.warnings),
+    )
 
 
 def _program(
@@ -379,6 +421,7 @@ def virtual_live(build: Build) -> LiveState:
         rows_in_sync=True,
         if_slots=MappingProxyType({n + 1: n + 1 for n in range(len(names))}),
         slot_capacity=C.if_slots(len(names)),
+        map_limits=(build.config.limits.routes, build.config.limits.windows),
     )
     return LiveState(
         {

@@ -82,7 +82,15 @@ def read_program(
         layout=meta.layout,
         if_slots=MappingProxyType(pm.if_slots()),
         slot_capacity=pm.slot_capacity,
+        map_limits=_map_limits(pm),
     )
+
+
+def _map_limits(pm: ProgramMaps) -> tuple[int, int]:
+    """(limits.routes, limits.windows) the program's maps were sized for."""
+    routes = pm.maps[C.MAP_ROUTES].info.max_entries // 2  # two slots
+    svc_size = pm.maps[C.MAP_SERVICES].info.value_size
+    return routes, (svc_size - layout.SVC_HEAD.size) // layout.WINDOW.size
 
 
 @contextmanager
@@ -117,8 +125,10 @@ def interface_state(
     link: netlink.LinkXdp, program: ProgramState | None, prog_name: str
 ) -> InterfaceState:
     if link.prog_id == 0:
-        return InterfaceState(link.name, link.index, None, 0)
-    return InterfaceState(link.name, link.index, link.mode, link.prog_id, prog_name, program)
+        return InterfaceState(link.name, link.index, None, 0, up=link.up)
+    return InterfaceState(
+        link.name, link.index, link.mode, link.prog_id, prog_name, program, up=link.up
+    )
 
 
 def probe(expect: dict[int, RouteWrites] | None = None) -> LiveState:

@@ -40,6 +40,8 @@ class ProgramState:
     source_digest: str = ""  # config file this generation was applied from
     content_digest: str = ""  # services + routes as that apply wrote them
     n_interfaces: int = 0  # interfaces in that file
+    # (limits.routes, limits.windows) as the program's maps are sized; None: not known
+    map_limits: tuple[int, int] | None = field(default=None, compare=False)
     image: RouteImage | None = field(default=None, compare=False, repr=False)
     layout: int = C.LAYOUT_VERSION  # 1: a previous release's per-interface program
     # ifindex -> counter slot (verdict counters of that interface)
@@ -59,6 +61,7 @@ class InterfaceState:
     prog_id: int  # 0: nothing attached
     prog_name: str = ""
     program: ProgramState | None = None  # set when the attached program is mplex's
+    up: bool = field(default=True, compare=False)  # administratively up
 
     @property
     def foreign(self) -> bool:

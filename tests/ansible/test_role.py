@@ -379,7 +379,7 @@ def test_role_reports_mplexctl_refusals(lab_factory: Any) -> None:
     (failed,) = run.failed_tasks("h0")
     assert failed["task"] == APPLY_TASK
     assert failed["result"]["exit_code"] == 3
-    assert "not on this host" in failed["result"]["msg"]
+    assert f"not in network namespace {site.netns!r}" in failed["result"]["msg"]
     assert "Traceback" not in run.stdout + run.stderr
 
     # A foreign XDP program: refused (exit 4) and left in place, unless mplex_force.
