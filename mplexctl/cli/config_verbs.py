@@ -8,16 +8,24 @@ from typing import Any
 
 from mplexctl.cli import render
 from mplexctl.cli.verb import Args, Report, Verb
-from mplexctl.errors import EXIT_USAGE, ConfigError, HostError, Problem
+from mplexctl.errors import EXIT_USAGE, ConfigError, HostError, Problem, UsageError
 
 
 def _validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="a config file; - reads stdin")
+    p.add_argument(
+        "--name",
+        metavar="NAME",
+        help="call the file NAME in messages (one FILE only; e.g. the template it was "
+        "rendered from)",
+    )
 
 
 def cmd_validate(args: Args) -> Report:
     from mplexctl.config import load_config
 
+    if args.name and len(args.files) != 1:
+        raise UsageError("--name names one FILE, not several")
     files: list[dict[str, Any]] = []
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -26,14 +34,14 @@ def cmd_validate(args: Args) -> Report:
         found: tuple[Problem, ...] = ()
         warned: tuple[Problem, ...] = ()
         try:
-            config = load_config(path)
+            config = load_config(path, name=args.name or "")
             warned = config.warnings
             lines.append(f"{config.source}: valid")
         except ConfigError as exc:
             found = exc.items
         files.append(
             {
-                "file": "<stdin>" if path == "-" else path,
+                "file": args.name or ("<stdin>" if path == "-" else path),
                 "valid": not found,
                 "problems": [p.as_dict() for p in found],
                 "warnings": [w.as_dict() for w in warned],

@@ -56,10 +56,14 @@ TCP_WARNING = (
 
 
 def load_config(
-    filename: str, verdicts: Verdicts | None = None, *, expectations: bool = True
+    filename: str,
+    verdicts: Verdicts | None = None,
+    *,
+    expectations: bool = True,
+    name: str = "",
 ) -> Config:
-    """Read and validate a file ("-": stdin)."""
-    name = "<stdin>" if filename == STDIN else filename
+    """Read and validate a file ("-": stdin); messages call it `name` when given."""
+    name = name or ("<stdin>" if filename == STDIN else filename)
     try:
         if filename == STDIN:
             raw = sys.stdin.buffer.read()

@@ -67,6 +67,25 @@ def test_ansible_lint_production_profile() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_example_wheel_version_comes_from_the_package(tmp_path: Path) -> None:
+    """site.yml names the wheel with the version read from mplexctl/__init__.py."""
+    from mplexctl import __version__
+
+    text = (EXAMPLES / "site.yml").read_text()
+    assert __version__ not in text
+    expr = yaml.safe_load(text)[0]["vars"]["mplexctl_version"]
+    r = subprocess.run(
+        [str(tool("ansible")), "localhost", "-c", "local", "-m", "ansible.builtin.debug"]
+        + ["-a", f"msg={expr}", "--playbook-dir", str(EXAMPLES)],
+        cwd=EXAMPLES,
+        env=ansible_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0 and f'"msg": "{__version__}"' in r.stdout, r.stdout + r.stderr
+
+
 def test_examples_syntax_check() -> None:
     r = subprocess.run(
         [str(tool("ansible-playbook")), "--syntax-check", "site.yml", "remove.yml"],
@@ -174,6 +193,8 @@ def test_bad_config_fails_at_validate_and_never_lands(tmp_path: Path) -> None:
     assert r.returncode != 0
     assert "TASK [mplex : Write the configuration (mplexctl validates it first)]" in r.stdout
     assert "services[0].port: 70000 is out of range" in r.stdout, r.stdout
+    line = yaml.safe_dump(bad).splitlines().index("  port: 70000") + 1
+    assert f"mplex_config (as YAML):{line}: services[0].port: 70000" in r.stdout, r.stdout
     assert "Apply the configuration" not in r.stdout
     assert not (tmp_path / "etc" / "config.yaml").exists()
 
@@ -184,6 +205,9 @@ def test_bad_config_fails_at_validate_and_never_lands(tmp_path: Path) -> None:
     src.write_text(yaml.safe_dump(bad).replace("70000", "{{ 69999 + 1 }}"))
     r = play(tmp_path, {"mplex_config_src": str(src)})
     assert r.returncode != 0 and "70000 is out of range" in r.stdout, r.stdout
+    # the message names the template and the line of it (no header line shifts it)
+    line = src.read_text().splitlines().index("  port: {{ 69999 + 1 }}") + 1
+    assert f"{src} (as rendered):{line}: services[0].port: 70000" in r.stdout, r.stdout
     assert config.read_text() == "# the running config\n"
 
 
