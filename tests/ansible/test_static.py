@@ -75,8 +75,10 @@ def test_example_wheel_version_comes_from_the_package(tmp_path: Path) -> None:
     assert __version__ not in text
     expr = yaml.safe_load(text)[0]["vars"]["mplexctl_version"]
     r = subprocess.run(
-        [str(tool("ansible")), "localhost", "-c", "local", "-m", "ansible.builtin.debug"]
-        + ["-a", f"msg={expr}", "--playbook-dir", str(EXAMPLES)],
+        [
+            *(str(tool("ansible")), "localhost", "-c", "local", "-m", "ansible.builtin.debug"),
+            *("-a", f"msg={expr}", "--playbook-dir", str(EXAMPLES)),
+        ],
         cwd=EXAMPLES,
         env=ansible_env(tmp_path),
         capture_output=True,

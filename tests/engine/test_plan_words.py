@@ -60,11 +60,9 @@ def test_auto_after_generic_says_it_keeps_generic() -> None:
 
 
 def test_an_interface_that_is_down_gets_a_warning() -> None:
-    down = LiveState({"eth0": dataclasses.replace(virtual_live(build()).interfaces["eth0"])})
-    down = LiveState(
-        {"eth0": dataclasses.replace(down.interfaces["eth0"], prog_id=0, program=None, up=False)}
-    )
+    eth0 = virtual_live(build()).interfaces["eth0"]
+    down = LiveState({"eth0": dataclasses.replace(eth0, prog_id=0, program=None, up=False)})
     p = plan(build(), down)
-    assert [c.action for c in p.changes][0] == "attach"
+    assert p.changes[0].action == "attach"
     (warning,) = p.warnings
     assert warning.startswith("eth0 is down") and "ip link set eth0 up" in warning
