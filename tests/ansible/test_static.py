@@ -188,6 +188,14 @@ def test_config_required_exactly_once(tmp_path: Path) -> None:
     assert r.returncode != 0 and "set exactly one of mplex_config" in r.stdout, r.stdout
 
 
+def test_config_is_written_with_the_notice_last(tmp_path: Path) -> None:
+    """Lines of the file are the lines of the config (the notice shifts nothing)."""
+    play(tmp_path, {"mplex_config": GOOD})  # the apply then fails: no such namespace
+    lines = (tmp_path / "etc" / "config.yaml").read_text().splitlines()
+    assert lines[-1] == "# Managed by Ansible (role mplex): local edits are overwritten."
+    assert yaml.safe_load("\n".join(lines)) == GOOD and not lines[0].startswith("#")
+
+
 def test_bad_config_fails_at_validate_and_never_lands(tmp_path: Path) -> None:
     bad = json.loads(json.dumps(GOOD))
     bad["services"][0]["port"] = 70000
