@@ -179,3 +179,31 @@ def test_netns_as_non_root_is_the_same_message(ns: Ns) -> None:
         env={**os.environ, "HOME": "/"},
     )
     assert r.returncode == 3 and r.stderr.startswith(f"mplexctl: error: {NEEDS_ROOT}"), r.stderr
+
+
+def test_missing_interface_names_the_namespace(ns: Ns) -> None:
+    cfg = ns.dir / "missing.yaml"
+    cfg.write_text(EXAMPLE.read_text().replace("veth-mplex0", "mpxnosuch0"))
+    r = ns.run("apply", str(cfg))
+    assert r.returncode == 3
+    assert f"not in network namespace '{ns.name}': mpxnosuch0" in r.stderr, r.stderr
+
+
+def test_attaching_to_an_interface_that_is_down_warns(ns: Ns) -> None:
+    sh("ip", "-n", ns.name, "link", "set", ns.xdp, "down")
+    r = ns.run("apply", str(ns.config()))
+    assert r.returncode == 0, r.stderr
+    assert f"mplexctl: warning: {ns.xdp} is down" in r.stderr
+    doc = check(ns.run("status", "--json").stdout, "status", 0)
+    assert doc["interfaces"][0]["owner"] == "mplex"  # attached all the same
+
+
+def test_auto_after_generic_says_it_keeps_generic(ns: Ns) -> None:
+    assert ns.run("apply", str(ns.config(generic=True))).returncode == 0
+    auto = ns.config(generic=False)
+    r = ns.run("apply", "--check", str(auto))
+    assert r.returncode == 0 and "xdp_mode auto keeps the running generic mode" in r.stdout
+    r = ns.run("diff", "--json", str(auto))
+    assert r.returncode in (0, 1)  # 1: only the generation's metadata differs
+    doc = check(r.stdout, "diff", r.returncode)
+    assert any("keeps the running generic mode" in n for n in doc["notes"])

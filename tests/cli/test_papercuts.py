@@ -25,16 +25,40 @@ class Case:
     code: int
     words: tuple[str, ...]  # each must appear in stderr (or stdout, for stdout=True)
     stdout: bool = False
+    stdin: bytes | None = None
+    absent: tuple[str, ...] = ()  # words that must not appear (in stdout or stderr)
 
 
-def mplexctl(*argv: str, stdout: int | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+TYPO = b"""version: 1
+interfaces:
+  - name: eth0
+services:
+  - name: a
+    protocol: udp
+    port: 5000
+    payload_lenght: [{min: 290, max: 294}]
+    tag: {offset: 20, length: 3}
+    routes: {"600": 5001}
+"""
+FILES = {
+    "typo.yaml": TYPO,
+    "tab.yaml": b"version: 1\ninterfaces:\n\t- name: eth0\n",
+    "binary.yaml": b"version: 1\n\xce\xff\x00\x01",
+}
+
+
+def mplexctl(
+    *argv: str, stdout: int | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
         [sys.executable, "-m", "mplexctl", *argv],
         stdout=subprocess.PIPE if stdout is None else stdout,
         stderr=subprocess.PIPE,
-        text=True,
+        input=stdin,
         cwd=ROOT,
     )
+    out = r.stdout.decode() if isinstance(r.stdout, bytes) else ""
+    return subprocess.CompletedProcess(r.args, r.returncode, out, r.stderr.decode())
 
 
 def assert_clean(r: subprocess.CompletedProcess[str]) -> None:
@@ -44,9 +68,11 @@ def assert_clean(r: subprocess.CompletedProcess[str]) -> None:
 
 def run_case(case: Case, tmp: Path) -> subprocess.CompletedProcess[str]:
     argv = [a.replace("@TMP@", str(tmp)) for a in case.argv]
-    r = mplexctl(*argv)
+    r = mplexctl(*argv, stdin=case.stdin)
     assert r.returncode == case.code, (argv, r.returncode, r.stderr, r.stdout)
     assert_clean(r)
+    for word in case.absent:
+        assert word not in r.stdout + r.stderr, (argv, r.stdout, r.stderr)
     where = r.stdout if case.stdout else r.stderr
     for word in case.words:
         assert word.replace("@TMP@", str(tmp)) in where, (argv, where)
@@ -105,13 +131,80 @@ CASES = {
     "netns-before-verb": Case(("--netns", NO_NS, "status"), 3, (f"'{NO_NS}' does not exist",)),
     "json-before-verb": Case(("--json", "diff", EXAMPLE, EXAMPLE), 0, ('"changed": false',), True),
     # 10. validation nits
-    "validate-stdin-missing-file": Case(("validate", "/nonexistent.yaml"), 2, ("cannot read",)),
+    "validate-missing-file": Case(("validate", "/nonexistent.yaml"), 2, ("cannot read",)),
+    "validate-typo": Case(
+        ("validate", "@TMP@/typo.yaml"),
+        2,
+        (
+            "@TMP@/typo.yaml:8: services[0].payload_lenght: unknown key 'payload_lenght': "
+            "did you mean 'payload_length'?",
+        ),
+        absent=("missing required key",),
+    ),
+    "validate-tab": Case(
+        ("validate", "@TMP@/tab.yaml"),
+        2,
+        ("@TMP@/tab.yaml:3: (top): invalid YAML: tabs are not allowed for indentation",),
+        absent=("cannot start any token",),
+    ),
+    "validate-binary": Case(
+        ("validate", "@TMP@/binary.yaml"),
+        2,
+        ("@TMP@/binary.yaml:2: not a UTF-8 text file",),
+        absent=("codec",),
+    ),
+    "validate-stdin": Case(
+        ("validate", "-"), 0, ("<stdin>: valid",), True, TYPO.replace(b"lenght", b"length")
+    ),
+    "validate-stdin-invalid": Case(("validate", "-"), 2, ("<stdin>:8: services[0]",), stdin=TYPO),
+    "validate-name": Case(
+        ("validate", "--name", "site.yaml.j2 (as rendered)", "@TMP@/typo.yaml"),
+        2,
+        ("site.yaml.j2 (as rendered):8: services[0].payload_lenght",),
+        absent=("typo.yaml",),
+    ),
+    "validate-tcp-warning": Case(
+        ("validate", EXAMPLE),
+        0,
+        (
+            "mplexctl: warning:",
+            "services[1].protocol: a tcp service",
+            "ordinary TCP connections to port 5000 fail",
+        ),
+    ),
+    # 8. the plan says what it knows
+    "diff-limits": Case(
+        ("diff", EXAMPLE, "@TMP@/limits.yaml"),
+        1,
+        ("[program swap (counters restart)]", "limits.routes 65536 -> 1024"),
+        True,
+    ),
+    "diff-windows": Case(
+        ("diff", EXAMPLE, "@TMP@/windows.yaml"),
+        1,
+        ("[map update (service row swap)] service telemetry: windows 290..294 -> 290..296",),
+        True,
+        absent=(" ]",),
+    ),
+    "diff-interface-removed": Case(
+        ("diff", EXAMPLE, "@TMP@/renamed.yaml"),
+        1,
+        ("veth-mplex0: [detach] detach mplex: not in the file",),
+        True,
+        absent=("id -1",),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_case(name: str, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
+    for fname, data in FILES.items():
+        (tmp_path / fname).write_bytes(data)
+    example = Path(EXAMPLE).read_text()
+    (tmp_path / "limits.yaml").write_text(example + "limits: {routes: 1024}\n")
+    (tmp_path / "windows.yaml").write_text(example.replace("max: 294", "max: 296"))
+    (tmp_path / "renamed.yaml").write_text(example.replace("veth-mplex0", "veth-other0"))
     run_case(CASES[name], tmp_path)
 
 
