@@ -146,7 +146,7 @@ class Multi:
     def status(self) -> dict[str, dict[str, Any]]:
         r = self.host.cli("status", "--json", *self.names)
         assert r.returncode == 0, r.stderr
-        return {row["interface"]: row for row in json.loads(r.stdout)}
+        return {row["interface"]: row for row in json.loads(r.stdout)["interfaces"]}
 
 
 @pytest.fixture
