@@ -246,3 +246,31 @@ def test_closed_pipe_is_141_quietly(argv: tuple[str, ...]) -> None:
 def test_needs_root_message_is_one_sentence() -> None:
     assert NEEDS_ROOT.startswith("permission denied: run mplexctl as root")
     assert "CAP_BPF" in NEEDS_ROOT and "CAP_NET_ADMIN" in NEEDS_ROOT
+
+
+def test_compile_out_into_a_read_only_directory_names_the_path() -> None:
+    """As an ordinary user (root writes anywhere): PermissionError is a host problem, exit 3."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="mpxro-"))
+    try:
+        base.chmod(0o755)
+        cfg = base / "example.yaml"
+        shutil.copy(EXAMPLE, cfg)
+        cfg.chmod(0o644)
+        (base / "ro").mkdir(mode=0o555)
+        (base / "ro").chmod(0o555)
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        argv = [*(user if os.geteuid() == 0 else []), sys.executable, "-m", "mplexctl"]
+        r = subprocess.run(
+            [*argv, "compile", "--out", str(base / "ro" / "out"), str(cfg)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert r.returncode == 3, r.stderr
+        assert f"cannot create the output directory {base}/ro/out: Permission denied" in r.stderr
+        assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
