@@ -22,7 +22,7 @@ class ExitCode:
 
 
 EXIT_OK = 0
-EXIT_DIFF = 1  # diff found a difference (as diff(1))
+EXIT_DIFF = 1  # diff found a difference (as diff(1)); test: an expectation failed
 EXIT_USAGE = 2  # invalid config or command line; any error of `diff` (as diff(1))
 EXIT_HOST = 3
 EXIT_REFUSED = 4
@@ -34,7 +34,12 @@ EXIT_PIPE = 141  # the reader of stdout went away (as a tool killed by SIGPIPE: 
 
 EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(EXIT_OK, "success (for `diff`: no difference)", "—", "ok"),
-    ExitCode(EXIT_DIFF, "`diff` found a difference", "—", "diff found a difference"),
+    ExitCode(
+        EXIT_DIFF,
+        "`diff` found a difference; `test`: an expectation failed in the kernel",
+        "—",
+        "diff found a difference / test: an expectation failed",
+    ),
     ExitCode(
         EXIT_USAGE,
         "invalid config or command line (`diff`: any error, as diff(1))",
@@ -56,7 +61,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ),
     ExitCode(
         EXIT_KERNEL,
-        'the kernel refused: compile, verifier, map update (e.g. "route map full"), attach',
+        'the kernel refused: compile, verifier, map update (e.g. "route map full"), attach; '
+        "or a new program does not meet the file's `expect:` in the kernel (nothing changed)",
         "developer / admin",
         "kernel refused",
     ),

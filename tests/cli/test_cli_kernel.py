@@ -207,3 +207,9 @@ def test_auto_after_generic_says_it_keeps_generic(ns: Ns) -> None:
     assert r.returncode in (0, 1)  # 1: only the generation's metadata differs
     doc = check(r.stdout, "diff", r.returncode)
     assert any("keeps the running generic mode" in n for n in doc["notes"])
+
+
+def test_test_document(ns: Ns) -> None:
+    r = ns.run("test", "--json", str(EXAMPLE))
+    doc = check(r.stdout, "test", 0)
+    assert doc["ok"] is True and doc["expectations"]

@@ -52,7 +52,11 @@ def test_readme_table_names_every_json_verb_with_the_schema_keys() -> None:
     json_verbs = [v.name for v in VERBS if v.json]
     assert sorted(table) == sorted(json_verbs)
     for verb in json_verbs:
-        assert sorted(table[verb]) == sorted(schema()["$defs"][verb]["required"]), verb
+        definition = schema()["$defs"][verb]
+        keys = set(definition.get("required", []))
+        for branch in definition.get("anyOf", []):  # several shapes (explain --pcap)
+            keys |= set(branch["required"]) | set(branch["properties"])
+        assert sorted(table[verb]) == sorted(keys), verb
 
 
 def test_validate_documents(tmp_path: Path) -> None:
@@ -65,7 +69,7 @@ def test_validate_documents(tmp_path: Path) -> None:
     r = mplexctl("--json", "validate", EXAMPLE, str(bad))
     doc = check(r.stdout, "validate", 2)
     assert doc["failed"] is True and [f["valid"] for f in doc["files"]] == [True, False]
-    (problem,) = doc["problems"]
+    problem = doc["problems"][0]  # (the example's expectations then name udp/5000 too)
     assert problem["file"] == str(bad) and problem["path"] == "services[0].port"
     assert isinstance(problem["line"], int) and "70000" in problem["message"]
     assert doc["files"][1]["problems"] == doc["problems"]
@@ -121,3 +125,9 @@ def test_invalid_file_failure_lists_problems_as_objects(tmp_path: Path) -> None:
     doc = check(r.stdout, "failure", 2)
     assert doc["problems"] and all(p["file"] == str(bad) for p in doc["problems"])
     assert {p["path"] for p in doc["problems"]} >= {"version"}
+
+
+def test_explain_document() -> None:
+    spec = "protocol=udp,port=5000,length=292,tag=600"
+    doc = check(mplexctl("explain", "--json", EXAMPLE, "--packet", spec).stdout, "explain", 0)
+    assert doc["verdict"] == "rewrite" and doc["port"] == 5001 and doc["steps"]
