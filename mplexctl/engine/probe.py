@@ -88,7 +88,9 @@ def read_program(
 
 def _map_limits(pm: ProgramMaps) -> tuple[int, int]:
     """(limits.routes, limits.windows) the program's maps were sized for."""
-    routes = pm.maps[C.MAP_ROUTES].info.max_entries // 2  # two slots
+    # 2 x limits.routes route counters (layout 3); earlier layouts: a route hash of that size
+    sized = pm.maps.get(C.MAP_ROUTE_CTR) or pm.maps[C.MAP_ROUTES]
+    routes = sized.info.max_entries // 2
     svc_size = pm.maps[C.MAP_SERVICES].info.value_size
     return routes, (svc_size - layout.SVC_HEAD.size) // layout.WINDOW.size
 

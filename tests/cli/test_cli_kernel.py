@@ -213,3 +213,17 @@ def test_test_document(ns: Ns) -> None:
     r = ns.run("test", "--json", str(EXAMPLE))
     doc = check(r.stdout, "test", 0)
     assert doc["ok"] is True and doc["expectations"]
+
+
+def test_a_limits_change_names_exactly_the_values_read_from_the_live_maps(ns: Ns) -> None:
+    cfg = ns.config()
+    assert ns.run("apply", str(cfg)).returncode == 0
+    same = ns.dir / "same-limits.yaml"
+    same.write_text(cfg.read_text() + "limits: {routes: 65536, windows: 8}\n")
+    r = ns.run("diff", str(same))  # the defaults written out: the same program
+    assert "program swap" not in r.stdout, r.stdout
+    small = ns.dir / "small-limits.yaml"
+    small.write_text(cfg.read_text() + "limits: {routes: 1024}\n")
+    r = ns.run("diff", str(small))
+    assert r.returncode == 1 and "[program swap (counters restart)]" in r.stdout, r.stdout
+    assert "(limits.routes 65536 -> 1024)" in r.stdout and "windows" not in r.stdout
