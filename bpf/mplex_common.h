@@ -11,6 +11,7 @@
 #define MPLEX_PROTO_UDP 17
 #define MPLEX_SVC_F_VALID 1
 #define MPLEX_SVC_F_PASS_UNMATCHED 2
+#define MPLEX_SVC_F_RESTORE 4
 #define MPLEX_IFINDEX_DIRECT 4096
 #define MPLEX_IF_SLOT_NONE 0
 #define MPLEX_ROUTE_PROBES_MAX 16
@@ -22,6 +23,11 @@
 #define MPLEX_SLOT_CTR_SHIFT 32
 #define MPLEX_SLOT_KEY_MASK 0xFFFF
 #define MPLEX_SLOT_PORT_MASK 0xFFFF
+#define MPLEX_TC_ACT_UNSPEC (-1)
+#define MPLEX_TC_ACT_SHOT 2
+#define MPLEX_FLOW_ADDR_LEN 16
+#define MPLEX_FLOW_IPV4 4
+#define MPLEX_FLOW_IPV6 6
 
 /* Encodings of map indexes and keys (constants.ENCODINGS). */
 #define MPLEX_ROUTE_PREFIX(svc, slot) (((svc) << 1) | (slot))
@@ -80,6 +86,22 @@ struct mplex_route_slot {
 struct mplex_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+struct mplex_flow_key {
+	__u8 client[16];
+	__u8 server[16];
+	__be16 client_port;
+	__be16 backend_port;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct mplex_flow {
+	__be16 svc_port;
+	__u16 svc;
+	__u32 pad;
 };
 
 struct mplex_svc_info {

@@ -8,7 +8,8 @@
  * route (destination port rewritten, checksum fixed) or `unmatched` decides.
  *
  * The core reads the frame through data/data_end only and never writes it: a hook's entry
- * applies the decision (its own return codes, packet writes and checksum update).
+ * applies the decision (its own return codes, packet writes and checksum update). It writes
+ * maps only: counters, and the flow table of the reply path.
  */
 #ifndef MPLEX_CORE_H
 #define MPLEX_CORE_H
@@ -37,6 +38,15 @@ BPF_PERCPU_ARRAY(mplex_svc_stats, struct mplex_counter,
  * space only, bound to the program with BPF_PROG_BIND_MAP so they live as long as it does. */
 BPF_ARRAY(mplex_meta, struct mplex_meta, 1);
 BPF_ARRAY(mplex_svc_info, struct mplex_svc_info, MPLEX_NSERVICES);
+
+#if MPLEX_HAVE_RESTORE
+/* Reply path (README "Reply path"): the ingress hook records each rewritten flow of a service
+ * with `reply: restore`; the egress TC program (mplex_tc.c) gives a reply of a recorded flow
+ * its service port back as source port. An LRU hash: old flows make room for new ones. */
+BPF_TABLE("lru_hash", struct mplex_flow_key, struct mplex_flow, mplex_flows, MPLEX_FLOWS_MAP_SIZE);
+/* Replies restored, per interface slot (the egress interface) and service. */
+BPF_PERCPU_ARRAY(mplex_replies, struct mplex_counter, MPLEX_IF_SLOTS *MPLEX_NSERVICES);
+#endif
 
 #define MPLEX_NO_SERVICE (-1)
 /* What the core decides for a frame; each hook's entry maps it to its own return codes. */
@@ -213,6 +223,69 @@ static __always_inline __u64 mplex_route_find(struct mplex_svc *svc, __u32 prefi
 	return 0;
 }
 
+#if MPLEX_HAVE_RESTORE
+/* The flow key of a packet from src to dst (addresses of pkt's IP header): a request is
+ * keyed (client = src, server = dst), its reply (client = dst, server = src). */
+static __always_inline int mplex_flow_key(struct mplex_pkt *pkt, void *data_end, int reply,
+					  struct mplex_flow_key *key)
+{
+	__u8 *src, *dst;
+	__u32 alen;
+
+	if (pkt->ipv4) {
+		struct mplex_ipv4 *ip = pkt->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return MPLEX_NOT_OURS;
+		src = (__u8 *)&ip->saddr;
+		dst = (__u8 *)&ip->daddr;
+		alen = sizeof(ip->saddr);
+	} else {
+		struct mplex_ipv6 *ip = pkt->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return MPLEX_NOT_OURS;
+		src = ip->saddr;
+		dst = ip->daddr;
+		alen = sizeof(ip->saddr);
+	}
+	if (alen == sizeof(__be32)) {
+		__builtin_memcpy(key->client, reply ? dst : src, sizeof(__be32));
+		__builtin_memcpy(key->server, reply ? src : dst, sizeof(__be32));
+	} else {
+		__builtin_memcpy(key->client, reply ? dst : src, MPLEX_FLOW_ADDR_LEN);
+		__builtin_memcpy(key->server, reply ? src : dst, MPLEX_FLOW_ADDR_LEN);
+	}
+	key->proto = pkt->l4proto;
+	key->family = pkt->ipv4 ? MPLEX_FLOW_IPV4 : MPLEX_FLOW_IPV6;
+	return MPLEX_OK;
+}
+
+/* Record a rewritten request (service idx, its port as the packet still carries it, the new
+ * port): a lookup first, so a known flow costs no update (an LRU update allocates). */
+static __always_inline void mplex_record(struct mplex_pkt *pkt, void *data_end, __u32 idx,
+					 __be16 port)
+{
+	struct mplex_ports *ports = pkt->l4;
+	struct mplex_flow_key key = {};
+	struct mplex_flow flow = {};
+	struct mplex_flow *have;
+
+	if ((void *)(ports + 1) > data_end)
+		return;
+	if (mplex_flow_key(pkt, data_end, 0, &key) != MPLEX_OK)
+		return;
+	key.client_port = ports->source;
+	key.backend_port = port;
+	have = mplex_flows.lookup(&key);
+	if (have && have->svc_port == ports->dest && have->svc == idx)
+		return;
+	flow.svc_port = ports->dest;
+	flow.svc = idx;
+	mplex_flows.update(&key, &flow);
+}
+#endif
+
 /* The contract on a service packet (service index idx, parsed into pkt): windows, tag, route,
  * counters. Returns MPLEX_ACT_*; on MPLEX_ACT_REWRITE *port is the new destination port, which
  * the hook's entry writes with its own packet access and checksum update. */
@@ -268,37 +341,48 @@ static __always_inline int mplex_service(void *data, void *data_end, __u32 ifind
 		ctr->bytes += bytes;
 	}
 	*port = (__be16)(word & MPLEX_SLOT_PORT_MASK);
+#if MPLEX_HAVE_RESTORE
+	if (svc->flags & MPLEX_SVC_F_RESTORE)
+		mplex_record(pkt, data_end, idx, *port);
+#endif
 	return mplex_count(&at, MPLEX_V_REWRITE, bytes, MPLEX_ACT_REWRITE);
 }
 
-/* Parse a frame up to its L4 ports: the index of the service it is for, or MPLEX_NO_SERVICE
- * (the frame then passes untouched). */
+/* Parse a frame up to its L4 ports (pkt->l4 set): MPLEX_OK, or MPLEX_NOT_OURS for a frame
+ * the packet contract leaves alone. */
+static __always_inline int mplex_parse_frame(void *data, void *data_end, struct mplex_pkt *pkt)
+{
+	void *pos = data;
+	__be16 proto;
+
+	if (mplex_parse_eth(&pos, data_end, &proto) != MPLEX_OK)
+		return MPLEX_NOT_OURS;
+	if (proto == bpf_htons(MPLEX_ETH_P_IPV4)) {
+		if (mplex_parse_ipv4(&pos, data_end, pkt) != MPLEX_OK)
+			return MPLEX_NOT_OURS;
+	} else if (proto == bpf_htons(MPLEX_ETH_P_IPV6)) {
+		if (mplex_parse_ipv6(&pos, data_end, pkt) != MPLEX_OK)
+			return MPLEX_NOT_OURS;
+	} else {
+		return MPLEX_NOT_OURS;
+	}
+	if (pos + sizeof(struct mplex_ports) > data_end)
+		return MPLEX_NOT_OURS;
+	pkt->l4 = pos;
+	return MPLEX_OK;
+}
+
+/* The index of the service a frame is for, or MPLEX_NO_SERVICE (it then passes untouched). */
 static __always_inline int mplex_frame(void *data, void *data_end, struct mplex_pkt *pkt)
 {
 	struct mplex_ports *ports;
-	void *pos = data;
-	__be16 proto;
-	int idx;
 
-	if (mplex_parse_eth(&pos, data_end, &proto) != MPLEX_OK)
+	if (mplex_parse_frame(data, data_end, pkt) != MPLEX_OK)
 		return MPLEX_NO_SERVICE;
-	if (proto == bpf_htons(MPLEX_ETH_P_IPV4)) {
-		if (mplex_parse_ipv4(&pos, data_end, pkt) != MPLEX_OK)
-			return MPLEX_NO_SERVICE;
-	} else if (proto == bpf_htons(MPLEX_ETH_P_IPV6)) {
-		if (mplex_parse_ipv6(&pos, data_end, pkt) != MPLEX_OK)
-			return MPLEX_NO_SERVICE;
-	} else {
-		return MPLEX_NO_SERVICE;
-	}
-	ports = pos;
+	ports = pkt->l4;
 	if ((void *)(ports + 1) > data_end)
 		return MPLEX_NO_SERVICE;
-	idx = mplex_match(pkt->l4proto, ports->dest);
-	if (idx == MPLEX_NO_SERVICE)
-		return MPLEX_NO_SERVICE;
-	pkt->l4 = pos;
-	return idx;
+	return mplex_match(pkt->l4proto, ports->dest);
 }
 
 #endif /* MPLEX_CORE_H */

@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Final
 
 # Identity of an mplex program and its maps (BPF object names are at most 15 chars).
-PROG_NAME: Final = "mplex_xdp"
+PROG_NAME: Final = "mplex_xdp"  # the XDP entry: every generation has it (it fills the maps)
+PROG_TC_IN: Final = "mplex_tc_in"  # TC ingress entry (hook: tc)
+PROG_TC_OUT: Final = "mplex_tc_out"  # TC egress entry (reply: restore)
+PROG_NAMES: Final = (PROG_NAME, PROG_TC_IN, PROG_TC_OUT)
 MAGIC_BASE: Final = 0x4D504C4558000000  # "MPLEX", then the layout version in the low bits
 LAYOUT_VERSION: Final = 3  # 3: routes in an open-addressing array, counters by index
 MAGIC: Final = MAGIC_BASE | LAYOUT_VERSION
@@ -24,7 +27,13 @@ MAP_SVC_STATS: Final = "mplex_svc_stats"
 MAP_SVC_INFO: Final = "mplex_svc_info"  # names of the compiled services (user space only)
 MAP_IFSLOT: Final = "mplex_ifslot"  # ifindex -> counter slot, ifindex < IFINDEX_DIRECT
 MAP_IFSLOT_HI: Final = "mplex_ifslot_hi"  # ifindex -> counter slot, larger ifindexes
+MAP_FLOWS: Final = "mplex_flows"  # LRU hash: rewritten flows of `reply: restore` services
+MAP_REPLIES: Final = "mplex_replies"  # per interface slot and service: replies restored
 SVC_NAME_LEN: Final = 32
+
+# Hooks an interface's ingress program runs at (interfaces[].hook).
+HOOKS: Final = ("xdp", "tc")
+REPLIES: Final = ("none", "restore")  # services[].reply
 
 # Tags: at most this many bytes; shorter tags are zero-padded in the route key.
 TAG_MAX_LEN: Final = 8
@@ -60,6 +69,7 @@ def route_bits(max_routes: int) -> int:
 # Service flags (struct mplex_svc.flags).
 SVC_F_VALID: Final = 1
 SVC_F_PASS_UNMATCHED: Final = 2
+SVC_F_RESTORE: Final = 4  # reply: restore (the ingress hook records the rewritten flow)
 
 # Verdicts counted per service (index into the service's row of mplex_svc_stats).
 VERDICTS: Final = (
@@ -119,6 +129,8 @@ DEFAULT_MAX_WINDOWS: Final = 8
 CEIL_MAX_ROUTES: Final = 1 << 20
 CEIL_MAX_SERVICES: Final = 256
 CEIL_MAX_WINDOWS: Final = 32
+DEFAULT_FLOWS: Final = 65536  # limits.flows: entries of the reply path's flow table
+CEIL_FLOWS: Final = 1 << 24
 
 # Parsing bounds of the data plane (the packet contract).
 MAX_VLAN_TAGS: Final = 2
@@ -127,6 +139,16 @@ MAX_IPV6_EXT_HEADERS: Final = 4
 # XDP return codes (uapi enum xdp_action) as the test harness sees them.
 XDP_DROP: Final = 1
 XDP_PASS: Final = 2
+# TC return codes (uapi linux/pkt_cls.h): UNSPEC hands the frame to the next program or
+# filter of the hook (tcx: TCX_NEXT), as XDP_PASS hands it to the stack.
+TC_ACT_UNSPEC: Final = -1
+TC_ACT_SHOT: Final = 2
+
+# Flow table of the reply path: addresses are IPv6-sized (an IPv4 address in the first 4
+# bytes, the rest zero), family says which.
+FLOW_ADDR_LEN: Final = 16
+FLOW_IPV4: Final = 4
+FLOW_IPV6: Final = 6
 
 # Struct layouts: (C type, field name, count). Little-endian host, explicit padding, no holes.
 Layout = tuple[tuple[str, str, int], ...]
@@ -155,6 +177,16 @@ LAYOUT_ROUTE_SLOT: Final[Layout] = (
     ("__u16", "key", 1),
     ("__u32", "ctr", 1),
 )
+LAYOUT_FLOW_KEY: Final[Layout] = (
+    ("__u8", "client", FLOW_ADDR_LEN),
+    ("__u8", "server", FLOW_ADDR_LEN),
+    ("__be16", "client_port", 1),
+    ("__be16", "backend_port", 1),
+    ("__u8", "proto", 1),
+    ("__u8", "family", 1),
+    ("__u16", "pad", 1),
+)
+LAYOUT_FLOW: Final[Layout] = (("__be16", "svc_port", 1), ("__u16", "svc", 1), ("__u32", "pad", 1))
 LAYOUT_COUNTER: Final[Layout] = (("__u64", "packets", 1), ("__u64", "bytes", 1))
 LAYOUT_SVC_INFO: Final[Layout] = (
     ("__u8", "name", SVC_NAME_LEN),

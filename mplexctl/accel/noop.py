@@ -17,7 +17,6 @@ from functools import cache
 
 from mplexctl import __version__, accel
 from mplexctl import constants as C
-from mplexctl.backend import netlink
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler.build import Build
 from mplexctl.compiler.source import c_inputs
@@ -80,9 +79,18 @@ def unchanged(source: str | None) -> LiveState | None:
         return None
     if content_digest(prog.services) != prog.content_digest:
         return None  # drift: someone edited a map
-    carriers = {i.index for i in live.carriers(prog_id)}
-    if len(carriers) != prog.n_interfaces or set(prog.if_slots) != carriers:
+    carriers = live.carriers(prog_id)
+    indexes = {i.index for i in carriers}
+    if len(indexes) != prog.n_interfaces or set(prog.if_slots) != indexes:
         return None
+    # One hook each, and the reply path wherever a service restores replies.
+    restores = any(s.reply == "restore" for s in prog.services)
+    for i in carriers:
+        if i.program is not None and i.tc_program is not None:
+            return None
+        egress = i.egress_program.prog_id if i.egress_program is not None else None
+        if egress != (prog_id if restores else None) or (not restores and i.egress_id):
+            return None
     return live
 
 
@@ -90,7 +98,9 @@ def _recorded_sources() -> set[str]:
     """The file digests the mplex programs of this namespace were applied from, read from
     their metadata alone (no route dump)."""
     out = set()
-    for prog_id in {link.prog_id for link in netlink.list_links() if link.prog_id}:
+    from mplexctl.engine.probe import attached_ids  # XDP and mplex's TC programs
+
+    for prog_id in attached_ids():
         pm = ProgramMaps.open(prog_id)
         if pm is not None:
             try:

@@ -23,8 +23,9 @@ MAP_NAMES = (
     C.MAP_SVC_INFO,
     C.MAP_IFSLOT,
     C.MAP_IFSLOT_HI,
+    C.MAP_FLOWS,
+    C.MAP_REPLIES,
 )
-BOUND_MAPS = (C.MAP_META, C.MAP_SVC_INFO)  # not referenced by the code: bound explicitly
 
 
 @dataclass
@@ -32,8 +33,9 @@ class Loaded:
     """A freshly loaded, not yet attached program and its maps (fds owned by BCC)."""
 
     bpf: Any
-    prog_fd: int
+    prog_fd: int  # the XDP entry (every generation has it)
     maps: dict[str, bpfsys.Map] = field(default_factory=dict)
+    fds: dict[str, int] = field(default_factory=dict)  # program name -> fd, XDP included
 
     def close(self) -> None:
         """Drop user-space references; an attached program keeps itself and its maps."""
@@ -94,19 +96,26 @@ def compile_and_load(build: Build) -> Loaded:
             bpf = None
     if bpf is None:
         raise KernelError(f"BPF compile failed:\n  {_summary(log)}")
-    with _captured_stderr() as log:
-        try:
-            fn = bpf.load_func(C.PROG_NAME.encode(), BPF.XDP)
-        except Exception as exc:
-            bpf.cleanup()
-            raise KernelError(
-                f"the verifier rejected the program ({exc}):\n  {_summary(log)}"
-            ) from None
-    loaded = Loaded(bpf=bpf, prog_fd=fn.fd)
+    fds: dict[str, int] = {}
+    for prog in build.programs:
+        kind = BPF.XDP if prog == C.PROG_NAME else BPF.SCHED_CLS
+        with _captured_stderr() as log:
+            try:
+                fds[prog] = bpf.load_func(prog.encode(), kind).fd
+            except Exception as exc:
+                bpf.cleanup()
+                raise KernelError(
+                    f"the verifier rejected {prog} ({exc}):\n  {_summary(log)}"
+                ) from None
+    loaded = Loaded(bpf=bpf, prog_fd=fds[C.PROG_NAME], fds=fds)
     for name in MAP_NAMES:
         if _declared(bpf, name):
             fd = bpf.get_table(name.encode()).get_fd()
             loaded.maps[name] = bpfsys.Map(fd, owned=False)
-    for name in BOUND_MAPS:
-        bpfsys.prog_bind_map(loaded.prog_fd, loaded.maps[name].fd)
+    # Every entry holds every map (those its code does not use are bound): any program of a
+    # generation leads a later process to all of its maps, and the maps live as long as one
+    # of its programs is attached.
+    for fd in fds.values():
+        for m in loaded.maps.values():
+            bpfsys.prog_bind_map(fd, m.fd)
     return loaded

@@ -165,9 +165,10 @@ class Meta:
 class ProgramMaps:
     """Typed access to mplex_{active,svcs,routes,svc_stats,meta} of one program."""
 
-    def __init__(self, prog_id: int, maps: dict[str, bpfsys.Map]) -> None:
+    def __init__(self, prog_id: int, maps: dict[str, bpfsys.Map], name: str = "") -> None:
         self.prog_id = prog_id
         self.maps = maps
+        self.name = name  # the entry: mplex_xdp, mplex_tc_in or mplex_tc_out
         self._slots: SlotTable | None = None
 
     @property
@@ -193,7 +194,7 @@ class ProgramMaps:
                     m.close()
                     continue
                 maps[m.name] = m
-        return cls(info.id, maps)
+        return cls(info.id, maps, info.name)
 
     @classmethod
     def open(cls, prog_id: int) -> ProgramMaps | None:
@@ -527,12 +528,37 @@ class ProgramMaps:
             m.delete_batch([layout.U32.pack(ifindex)])
 
     def zero_slot(self, slot: int) -> None:
-        """Zero every verdict counter of a counter slot, on every CPU (one batch)."""
+        """Zero every verdict (and reply) counter of a counter slot, on every CPU."""
         m = self.maps[C.MAP_SVC_STATS]
         nsvc = self.n_services
         first = layout.stats_row(slot, 0, 0, nsvc)
         rows = array("I", range(first, first + nsvc * len(C.VERDICTS)))
         m.update_batch_raw(len(rows), rows.tobytes(), bytes(len(rows) * m.buf_size))
+        replies = self.maps.get(C.MAP_REPLIES)
+        if replies is not None:
+            rows = array("I", range(slot * nsvc, (slot + 1) * nsvc))
+            replies.update_batch_raw(len(rows), rows.tobytes(), bytes(len(rows) * replies.buf_size))
+
+    def replies_by_slot(self) -> dict[int, dict[int, tuple[int, int]]]:
+        """counter slot -> service index -> (packets, bytes) of replies restored, summed
+        over CPUs ({}: no service has reply: restore)."""
+        m = self.maps.get(C.MAP_REPLIES)
+        if m is None:
+            return {}
+        nsvc = self.n_services
+        count, keys, vals = m.dump_raw()
+        rows = array("I", keys[: count * 4])
+        bs, stride, vs = m.buf_size, m.stride, m.info.value_size
+        out: dict[int, dict[int, tuple[int, int]]] = {}
+        for i, row in enumerate(rows):
+            buf = vals[i * bs : (i + 1) * bs]
+            pk = by = 0
+            for cpu in range(m.ncpu if m.percpu else 1):
+                p, b = layout.COUNTER.unpack(buf[cpu * stride : cpu * stride + vs])
+                pk, by = pk + p, by + b
+            if pk or by:
+                out.setdefault(row // nsvc, {})[row % nsvc] = (pk, by)
+        return out
 
     @property
     def n_services(self) -> int:

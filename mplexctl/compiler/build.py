@@ -31,10 +31,11 @@ class ServiceEntry:
     tag_length: int
     unmatched: str
     routes: Routes  # tag bytes -> port
+    reply: str = "none"  # none | restore
 
     def behaviour(self) -> tuple[Any, ...]:
         """What a service row holds (everything but the routes)."""
-        return (self.windows, self.tag_offset, self.tag_length, self.unmatched)
+        return (self.windows, self.tag_offset, self.tag_length, self.unmatched, self.reply)
 
     @cached_property
     def routes_digest(self) -> str:
@@ -56,12 +57,17 @@ class ServiceEntry:
             "windows": [{"min": lo, "max": hi} for lo, hi in self.windows],
             "tag": {"offset": self.tag_offset, "length": self.tag_length},
             "unmatched": self.unmatched,
+            "reply": self.reply,
             "routes": {tag_text(t): self.routes[t] for t in sorted(self.routes)},
         }
 
     @property
     def flags(self) -> int:
-        return C.SVC_F_VALID | (C.SVC_F_PASS_UNMATCHED if self.unmatched == "pass" else 0)
+        return (
+            C.SVC_F_VALID
+            | (C.SVC_F_PASS_UNMATCHED if self.unmatched == "pass" else 0)
+            | (C.SVC_F_RESTORE if self.reply == "restore" else 0)
+        )
 
     def value(
         self, max_windows: int, slot: int = 0, probes: int = 0, seed: int = 0, hashed: bool = False
@@ -107,6 +113,17 @@ class Build:
     @property
     def generation(self) -> str:
         return self.digest[:12]
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        """The entries this build loads: XDP always (it fills the maps), TC ingress for a
+        hook: tc interface, TC egress for a service with reply: restore."""
+        out = [C.PROG_NAME]
+        if "tc" in self.config.hooks:
+            out.append(C.PROG_TC_IN)
+        if self.config.restores:
+            out.append(C.PROG_TC_OUT)
+        return tuple(out)
 
     @property
     def routes(self) -> tuple[RouteEntry, ...]:
@@ -173,6 +190,9 @@ def compute_defines(config: Config) -> tuple[tuple[str, str], ...]:
         ("MPLEX_HAVE_TCP", "1" if any(s.protocol == "tcp" for s in services) else "0"),
         ("MPLEX_UDP_SERVICES(X)", xlist("udp")),
         ("MPLEX_TCP_SERVICES(X)", xlist("tcp")),
+        ("MPLEX_HAVE_TC_INGRESS", "1" if "tc" in config.hooks else "0"),
+        ("MPLEX_HAVE_RESTORE", "1" if config.restores else "0"),
+        ("MPLEX_FLOWS_MAP_SIZE", str(config.limits.flows)),
     )
 
 
@@ -194,6 +214,7 @@ def compile_config(config: Config) -> Build:
             s.tag.length,
             s.unmatched,
             s.table,
+            s.reply,
         )
         for i, s in enumerate(services)
     )
@@ -203,7 +224,7 @@ def compile_config(config: Config) -> Build:
             "program": program_digest,
             "services": [s.value(config.limits.windows).hex() for s in entries],
             "routes": [s.routes_digest for s in entries],
-            "interfaces": [[i.name, i.xdp_mode] for i in config.interfaces],
+            "interfaces": [[i.name, i.xdp_mode, i.hook] for i in config.interfaces],
         },
         sort_keys=True,
         separators=(",", ":"),

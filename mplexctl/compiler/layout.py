@@ -25,6 +25,8 @@ ROUTE = struct.Struct(fmt(C.LAYOUT_ROUTE))
 COUNTER = struct.Struct(fmt(C.LAYOUT_COUNTER))
 META = struct.Struct(fmt(C.LAYOUT_META))
 SVC_INFO = struct.Struct(fmt(C.LAYOUT_SVC_INFO))
+FLOW_KEY = struct.Struct(fmt(C.LAYOUT_FLOW_KEY))
+FLOW = struct.Struct(fmt(C.LAYOUT_FLOW))
 U32 = struct.Struct("<I")
 
 

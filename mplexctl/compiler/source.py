@@ -7,7 +7,8 @@ import os
 
 from mplexctl.compiler.header import render_common_header
 
-PROGRAM_FILE = "mplex.c"
+PROGRAM_FILE = "mplex.c"  # the XDP entry
+TC_FILE = "mplex_tc.c"  # the TC entries (ingress, reply-path egress): compiled with it
 PARSE_FILE = "mplex_parse.h"  # hand-written helpers, inlined like the generated headers
 CORE_FILE = "mplex_core.h"  # the packet contract shared by every hook's entry
 HAND_HEADERS = (PARSE_FILE, CORE_FILE)
@@ -26,12 +27,18 @@ def _read(name: str) -> str:
 
 
 def program_template() -> str:
-    return _read(PROGRAM_FILE)
+    """Both entry files as one text (one compile, one set of maps)."""
+    return _read(PROGRAM_FILE) + "\n" + _read(TC_FILE)
 
 
 def c_inputs() -> list[str]:
     """Every text the final source is made of besides the config header."""
-    return [_read(PROGRAM_FILE), *(_read(name) for name in HAND_HEADERS), render_common_header()]
+    return [
+        _read(PROGRAM_FILE),
+        _read(TC_FILE),
+        *(_read(name) for name in HAND_HEADERS),
+        render_common_header(),
+    ]
 
 
 def render_config_header(
@@ -52,7 +59,8 @@ def render_config_header(
 
 
 def render_source(config_header: str) -> str:
-    """The exact text BCC compiles: every header inlined where the program includes it."""
+    """The exact text BCC compiles: every header inlined where the program first includes it
+    (the TC entry file's own includes of the same headers are dropped)."""
     program = program_template()
     parts = {
         "mplex_config.h": config_header,
@@ -62,5 +70,7 @@ def render_source(config_header: str) -> str:
     for name, text in parts.items():
         if _include(name) not in program:
             raise RuntimeError(f"bpf/{PROGRAM_FILE} must contain {_include(name)}")
-        program = program.replace(_include(name), text.rstrip("\n"))
+        first = program.index(_include(name))
+        rest = program[first + len(_include(name)) :].replace(_include(name) + "\n", "")
+        program = program[:first] + text.rstrip("\n") + rest
     return program

@@ -211,7 +211,8 @@ def _limits(data: dict[str, Any]) -> Limits:
 def _build(located: Located, filename: str, tables: Tables) -> Config:
     data: dict[str, Any] = located.data
     interfaces = tuple(
-        Interface(name=i["name"], xdp_mode=i.get("xdp_mode", "auto")) for i in data["interfaces"]
+        Interface(name=i["name"], xdp_mode=i.get("xdp_mode", "auto"), hook=i.get("hook", "xdp"))
+        for i in data["interfaces"]
     )
     services = []
     for i, s in enumerate(data["services"]):
@@ -227,6 +228,7 @@ def _build(located: Located, filename: str, tables: Tables) -> Config:
                 tag=tag,
                 table=MappingProxyType(table),
                 unmatched=s.get("unmatched", "drop"),
+                reply=s.get("reply", "none"),
             )
         )
     return Config(

@@ -52,6 +52,7 @@ class Service:
     tag: TagSpec
     table: Routes  # the routes, in file order
     unmatched: str  # "drop" | "pass"
+    reply: str = "none"  # "none" | "restore"
 
     @property
     def proto_number(self) -> int:
@@ -67,7 +68,8 @@ class Service:
 @dataclass(frozen=True)
 class Interface:
     name: str
-    xdp_mode: str  # "auto" | "native" | "generic"
+    xdp_mode: str  # "auto" | "native" | "generic" (hook xdp)
+    hook: str = "xdp"  # "xdp" | "tc"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Limits:
     routes: int = C.DEFAULT_MAX_ROUTES
     services: int = C.DEFAULT_MAX_SERVICES
     windows: int = C.DEFAULT_MAX_WINDOWS
+    flows: int = C.DEFAULT_FLOWS
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,16 @@ class Config:
     expectations: tuple[Expectation, ...] = ()
     # what validate warns about (the file is valid): e.g. every tcp service
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @property
+    def hooks(self) -> frozenset[str]:
+        """The ingress hooks the file's interfaces use."""
+        return frozenset(i.hook for i in self.interfaces)
+
+    @property
+    def restores(self) -> bool:
+        """Whether a service has `reply: restore` (the egress program is needed)."""
+        return any(s.reply == "restore" for s in self.services)
 
 
 def tag_text(tag: bytes) -> str:

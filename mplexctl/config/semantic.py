@@ -116,6 +116,11 @@ def check_interfaces(data: dict[str, Any]) -> Iterator[Problem]:
                 path, f"interface {name!r} is listed twice (first as interfaces[{seen[name]}])"
             )
         seen.setdefault(name, i)
+        if iface.get("hook") == "tc" and "xdp_mode" in iface:
+            yield _at_key(
+                ("interfaces", i, "xdp_mode"),
+                f"interface {name}: xdp_mode applies to hook xdp only, not to hook tc",
+            )
 
 
 def _windows(svc: dict[str, Any]) -> list[tuple[int, Window]]:
@@ -252,6 +257,25 @@ def check_services(data: dict[str, Any], tables: Tables | None = None) -> Iterat
         yield from check_service(i, svc, ports, tables)
 
 
+def check_replies(data: dict[str, Any]) -> Iterator[Problem]:
+    """`reply: restore` needs an interface for the replies to leave through (the egress
+    program runs on the file's interfaces). That a restoring service's route ports are not
+    the port of another restoring service is part of a wider rule: no route leads to any
+    service port (check_service)."""
+    services = dict(_dicts(data.get("services")))
+    restoring = {i: s for i, s in services.items() if s.get("reply") == "restore"}
+    if not restoring:
+        return
+    interfaces = data.get("interfaces")
+    if isinstance(interfaces, list) and not interfaces:
+        for i, svc in restoring.items():
+            yield _at(
+                ("services", i, "reply"),
+                f"service {_label(i, svc)}: reply: restore needs an interface in the file "
+                "(the replies leave through it)",
+            )
+
+
 def check_limits(data: dict[str, Any], limits: Limits) -> Iterator[Problem]:
     services = list(_dicts(data.get("services")))
     if len(services) > limits.services:
@@ -281,4 +305,9 @@ def semantic_problems(data: Any, limits: Limits, tables: Tables | None = None) -
     """Every problem; `tables` receives the route tables decoded on the way (for the Config)."""
     if not isinstance(data, dict):
         return []
-    return [*check_interfaces(data), *check_services(data, tables), *check_limits(data, limits)]
+    return [
+        *check_interfaces(data),
+        *check_services(data, tables),
+        *check_replies(data),
+        *check_limits(data, limits),
+    ]

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mplexctl.backend import bpfsys, netlink
+from mplexctl import constants as C
+from mplexctl.backend import bpfsys, netlink, tcx
 from mplexctl.backend.host import fault_point
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.backend.routes import tag_word
@@ -66,13 +67,21 @@ class _Program:
     fd: int
     pm: ProgramMaps
     loaded: Loaded | None = None  # backend.loader (imported when a program is compiled)
+    fds: dict[str, int] = field(default_factory=dict)  # entry name -> fd (XDP, TC in, out)
+
+    def entry(self, name: str) -> int:
+        fd = self.fds.get(name)
+        if fd is None:  # the planner compiles anew when a needed entry is not live
+            raise KernelError(f"program {self.pm.prog_id} has no {name} entry; re-run")
+        return fd
 
     def close(self) -> None:
         if self.loaded is not None:
             self.loaded.close()
         else:
             self.pm.close()
-            os.close(self.fd)
+            for fd in self.fds.values():
+                os.close(fd)
 
 
 Undo = Callable[[], None]
@@ -98,19 +107,85 @@ def _prepare(
     except BaseException:
         loaded.close()  # not attached: the program and its maps go with the last fd
         raise
-    return _Program(loaded.prog_fd, pm, loaded)
+    return _Program(loaded.prog_fd, pm, loaded, dict(loaded.fds))
 
 
-def _open_live(prog_id: int, label: str) -> _Program:
-    fd = _prog_fd(prog_id, label)
-    pm = ProgramMaps.open(prog_id)
+def _open_live(prog_id: int, label: str, live: LiveState) -> _Program:
+    state = live.programs().get(prog_id)
+    fds: dict[str, int] = {}
+    try:
+        for name, entry_id in state.progs.items() if state else ():
+            fds[name] = _prog_fd(entry_id, label)
+        pm = ProgramMaps.open(prog_id)
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
     if pm is None:
-        os.close(fd)
+        for fd in fds.values():
+            os.close(fd)
         raise KernelError(f"{label}: program {prog_id} vanished during apply; re-run")
-    return _Program(fd, pm)
+    return _Program(next(iter(fds.values()), -1), pm, fds=fds)
 
 
 def _commit(
+    ip: InterfacePlan,
+    live: InterfaceState,
+    prog: _Program,
+    out: Outcome,
+    undo: list[Undo],
+    held: list[int],
+) -> None:
+    """One interface: its ingress hook, then mplex's program at the other hook (a hook
+    change: the new one runs before the old one goes), then the reply path at tc egress."""
+    if ip.program_action:
+        if ip.hook == "tc":
+            _tc_commit(live, "ingress", live.tc_id, ip.program_action, prog, undo, held)
+        else:
+            _xdp_commit(ip, live, prog.entry(C.PROG_NAME), out, undo, held)
+    if ip.drop == "xdp":
+        old_fd = _prog_fd(live.prog_id, live.name)
+        held.append(old_fd)
+        old_mode = live.mode if live.mode in ("native", "generic") else "native"
+        netlink.detach(_link(live.name), expected_fd=old_fd)
+        undo.append(lambda: netlink.attach(_link(live.name), old_fd, old_mode))
+    elif ip.drop == "tc":
+        _tc_commit(live, "ingress", live.tc_id, "detach", prog, undo, held)
+    if ip.egress:
+        _tc_commit(live, "egress", live.egress_id, ip.egress, prog, undo, held)
+    fault_point("after-attach")
+
+
+def _tc_commit(
+    live: InterfaceState,
+    direction: str,
+    old_id: int,
+    action: str,
+    prog: _Program,
+    undo: list[Undo],
+    held: list[int],
+) -> None:
+    """attach | swap (atomic replace of exactly the program we saw) | detach, at one tcx
+    hook; each step leaves an undo."""
+    entry = C.PROG_TC_IN if direction == "ingress" else C.PROG_TC_OUT
+    index, name = live.index, live.name
+    if action == "attach":
+        new_fd = prog.entry(entry)
+        tcx.attach(index, name, new_fd, direction)
+        undo.append(lambda: tcx.detach(index, name, new_fd, direction))
+        return
+    old_fd = _prog_fd(old_id, name)  # held open so a rollback can put it back
+    held.append(old_fd)
+    if action == "detach":
+        tcx.detach(index, name, old_fd, direction)
+        undo.append(lambda: tcx.attach(index, name, old_fd, direction))
+        return
+    new_fd = prog.entry(entry)
+    tcx.attach(index, name, new_fd, direction, expected_fd=old_fd)
+    undo.append(lambda: tcx.attach(index, name, old_fd, direction, expected_fd=new_fd))
+
+
+def _xdp_commit(
     ip: InterfacePlan,
     live: InterfaceState,
     new_fd: int,
@@ -124,7 +199,6 @@ def _commit(
     if ip.program_action == "attach":
         _attach_mode(link, new_fd, ip.mode, out)
         undo.append(lambda: netlink.detach(_link(ip.name), expected_fd=new_fd))
-        fault_point("after-attach")
         return
     old_fd = _prog_fd(live.prog_id, ip.name)  # held open so a rollback can put it back
     held.append(old_fd)
@@ -138,7 +212,6 @@ def _commit(
         mode = link.mode if link.mode in ("native", "generic") else "native"
         netlink.attach(link, new_fd, mode, expected_fd=old_fd)
         undo.append(lambda: netlink.attach(_link(ip.name), old_fd, mode, expected_fd=new_fd))
-    fault_point("after-attach")
 
 
 def _attach_mode(link: netlink.LinkXdp, fd: int, mode: str, out: Outcome) -> None:
@@ -255,21 +328,32 @@ def _update_maps(
 
 
 def detach_interface(live: InterfaceState) -> None:
-    """Detach exactly the program we saw (expected fd): never one that raced in since; then
-    free its counter slot in that program (when it has them)."""
-    fd = _prog_fd(live.prog_id, live.name)
-    try:
-        netlink.detach(_link(live.name), expected_fd=fd)
-    finally:
-        os.close(fd)
-    fault_point("after-detach")
-    if live.program is not None and live.index in live.program.if_slots:
-        pm = ProgramMaps.open(live.prog_id)
-        if pm is not None:  # None: the program went with its last interface
+    """Detach exactly the programs of mplex we saw (expected fd): never one that raced in
+    since, never another program of a tcx hook; then free the interface's counter slot in
+    its generation (when the generation is still attached somewhere)."""
+    if live.program is not None:
+        fd = _prog_fd(live.prog_id, live.name)
+        try:
+            netlink.detach(_link(live.name), expected_fd=fd)
+        finally:
+            os.close(fd)
+    for direction, prog_id in (("ingress", live.tc_id), ("egress", live.egress_id)):
+        if prog_id:
+            fd = _prog_fd(prog_id, live.name)
             try:
-                pm.clear_if_slot(live.index)
+                tcx.detach(live.index, live.name, fd, direction)
             finally:
-                pm.close()
+                os.close(fd)
+    fault_point("after-detach")
+    for gen in live.generations():
+        if live.index in gen.if_slots:
+            pm = ProgramMaps.open(gen.prog_id)
+            if pm is not None:  # None: the program went with its last interface
+                try:
+                    pm.clear_if_slot(live.index)
+                finally:
+                    pm.close()
+            break
 
 
 def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
@@ -280,7 +364,7 @@ def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
     the previous configuration stays in force."""
     out = Outcome()
     pp = p.program
-    installs = [ip for ip in p.interfaces if ip.program_action not in (None, "detach")]
+    installs = [ip for ip in p.interfaces if ip.program_action != "detach" and not ip.empty]
     prog: _Program | None = None
     undo: list[Undo] = []
     held: list[int] = []  # fds of replaced programs, kept for a rollback
@@ -288,14 +372,14 @@ def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
         if pp is not None and pp.new:
             prog = _prepare(pp, build, live, out, stamp)
         elif pp is not None:
-            prog = _open_live(pp.prog_id, pp.label)
+            prog = _open_live(pp.prog_id, pp.label, live)
         assert prog is not None or not installs
         try:
             if pp is not None and prog is not None and not pp.new:
                 _write_slots(prog.pm, pp.slots, undo)
             for ip in sorted(installs, key=lambda x: x.program_action != "attach"):
                 assert prog is not None
-                _commit(ip, live.interfaces[ip.name], prog.fd, out, undo, held)
+                _commit(ip, live.interfaces[ip.name], prog, out, undo, held)
         except Exception:
             _rollback(undo, out)
             raise

@@ -6,6 +6,7 @@ verified when re-probing and re-planning gives an empty plan.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -29,6 +30,8 @@ IMPACT = {
     "replace-foreign": "program swap (replaces a foreign program)",
     "mode-change": "detach + attach (new XDP mode)",
     "detach": "detach",
+    "hook-change": "attach at the new hook, then detach from the old one",
+    "reply-path": "attach / replace / detach at tc egress",
     "row": "map update (service row swap)",
     "route": "map update (one entry, in place)",
     "table": "map update (route table swap)",
@@ -75,10 +78,13 @@ class InterfacePlan:
     name: str
     program_action: str | None  # attach | swap | replace-foreign | mode-change | detach
     mode: str  # desired xdp_mode (auto | native | generic)
+    hook: str = "xdp"  # the hook program_action is about (xdp | tc)
+    drop: str | None = None  # mplex's program at the other hook (xdp | tc), detached after
+    egress: str | None = None  # the reply path at tc egress: attach | swap | detach
 
     @property
     def empty(self) -> bool:
-        return not self.program_action
+        return not (self.program_action or self.drop or self.egress)
 
 
 @dataclass(frozen=True)
@@ -233,13 +239,28 @@ def _map_changes(
     return tuple(ops), cleanup, prog.config_digest != build.digest
 
 
+def _needed_entries(build: Build) -> set[str]:
+    """Entries of the program the file's interfaces attach: a live generation without one
+    of them attached anywhere cannot provide it (an unattached program is gone)."""
+    hooks = {i.hook for i in build.config.interfaces}
+    out = {C.PROG_NAME} if "xdp" in hooks else set()
+    if "tc" in hooks:
+        out.add(C.PROG_TC_IN)
+    if build.config.restores and build.config.interfaces:
+        out.add(C.PROG_TC_OUT)
+    return out
+
+
 def _target(build: Build, live: LiveState, wanted: list[str]) -> ProgramState | None:
     """The live program every interface should run: one of this layout compiled from the
     same program text (after a half-finished swap, the one on most interfaces), or None."""
+    needed = _needed_entries(build)
     fits = [
         p
         for p in live.programs().values()
-        if p.layout == C.LAYOUT_VERSION and p.program_digest == build.program_digest
+        if p.layout == C.LAYOUT_VERSION
+        and p.program_digest == build.program_digest
+        and needed <= p.progs.keys()
     ]
 
     def score(p: ProgramState) -> tuple[int, int, int]:
@@ -280,12 +301,21 @@ def _swap_reason(prog: ProgramState, build: Build) -> str:
         for key, have, new in zip(("routes", "windows"), prog.map_limits, want, strict=True):
             if have != new:
                 reasons.append(f"limits.{key} {have} -> {new}")
+    had_restore = any(s.reply == "restore" for s in prog.services)
+    if had_restore != build.config.restores:
+        reasons.append(f"reply: restore {'off' if had_restore else 'on'} (reply-path code)")
+    had_tc = C.PROG_TC_IN in prog.progs
+    if had_tc != ("tc" in build.config.hooks):
+        reasons.append(f"{'no' if had_tc else 'an'} interface at hook tc")
+    missing = _needed_entries(build) - prog.progs.keys()
+    if missing and not reasons:
+        reasons.append(f"entry {', '.join(sorted(missing))} attached nowhere (a new load)")
     if not reasons:
         reasons.append("the program's source changed (another mplexctl version)")
     return "; ".join(reasons)
 
 
-def _interface(
+def _xdp_interface(
     b: _Builder,
     iface: Interface,
     live: InterfaceState,
@@ -333,6 +363,69 @@ def _interface(
         b.add(name, "swap", f"program {prog.program_digest[:12]} -> {new} ({why})")
         return InterfacePlan(name, "swap", iface.xdp_mode)
     return InterfacePlan(name, None, iface.xdp_mode)
+
+
+def _tc_interface(
+    b: _Builder, iface: Interface, live: InterfaceState, target: ProgramState | None, build: Build
+) -> InterfacePlan:
+    """hook: tc. Other programs at the tcx hook and a foreign XDP program stay as they are."""
+    name, prog = iface.name, live.tc_program
+    action: str | None = None
+    if prog is None:
+        b.add(name, "attach", f"attach mplex at tc ingress (generation {build.generation})")
+        action = "attach"
+    elif target is None or prog.prog_id != target.prog_id:
+        new = build.program_digest[:12] if target is None else f"id {target.prog_id}"
+        why = "joins the program the other interfaces run" if target else _swap_reason(prog, build)
+        b.add(name, "swap", f"tc program {prog.program_digest[:12]} -> {new} ({why})")
+        action = "swap"
+    return InterfacePlan(name, action, iface.xdp_mode, hook="tc")
+
+
+def _interface(
+    b: _Builder,
+    iface: Interface,
+    live: InterfaceState,
+    target: ProgramState | None,
+    build: Build,
+    force: bool,
+) -> InterfacePlan | InterfaceState:
+    """One interface of the file: its ingress hook, mplex's program at the other hook (a
+    hook change), and the reply path at tc egress."""
+    if iface.hook == "tc":
+        result: InterfacePlan | InterfaceState = _tc_interface(b, iface, live, target, build)
+        other = "xdp" if live.program is not None else None
+        if other:
+            b.add(iface.name, "hook-change", f"detach mplex XDP (id {live.prog_id}): hook tc")
+    else:
+        result = _xdp_interface(b, iface, live, target, build, force)
+        other = "tc" if live.tc_program is not None else None
+        if other:
+            b.add(iface.name, "hook-change", f"detach mplex at tc ingress (id {live.tc_id})")
+    if isinstance(result, InterfaceState):
+        return result
+    egress = _egress(b, iface.name, live, target, build)
+    return dataclasses.replace(result, drop=other, egress=egress)
+
+
+def _egress(
+    b: _Builder, name: str, live: InterfaceState, target: ProgramState | None, build: Build
+) -> str | None:
+    """The reply path: mplex's egress program on every interface of the file while a
+    service has reply: restore."""
+    have = live.egress_program
+    if build.config.restores:
+        if have is None:
+            b.add(name, "reply-path", "attach the reply path at tc egress (reply: restore)")
+            return "attach"
+        if target is None or have.prog_id != target.prog_id:
+            b.add(name, "reply-path", f"replace the reply path at tc egress (id {live.egress_id})")
+            return "swap"
+        return None
+    if live.egress_id:
+        b.add(name, "reply-path", "detach the reply path at tc egress (no reply: restore left)")
+        return "detach"
+    return None
 
 
 def plan(build: Build, live: LiveState, *, force: bool = False) -> Plan:
@@ -423,12 +516,20 @@ def virtual_live(build: Build) -> LiveState:
         slot_capacity=C.if_slots(len(names)),
         map_limits=(build.config.limits.routes, build.config.limits.windows),
     )
-    return LiveState(
-        {
-            i.name: InterfaceState(i.name, n + 1, i.xdp_mode, VIRTUAL_PROG_ID, C.PROG_NAME, prog)
-            for n, i in enumerate(build.config.interfaces)
-        }
+    prog = dataclasses.replace(
+        prog, progs=MappingProxyType(dict.fromkeys(_needed_entries(build), VIRTUAL_PROG_ID))
     )
+    egress = prog if build.config.restores else None
+    out = {}
+    for n, i in enumerate(build.config.interfaces):
+        if i.hook == "tc":
+            state = InterfaceState(i.name, n + 1, None, 0, tc_id=VIRTUAL_PROG_ID, tc_program=prog)
+        else:
+            state = InterfaceState(i.name, n + 1, i.xdp_mode, VIRTUAL_PROG_ID, C.PROG_NAME, prog)
+        out[i.name] = dataclasses.replace(
+            state, egress_id=VIRTUAL_PROG_ID if egress else 0, egress_program=egress
+        )
+    return LiveState(out)
 
 
 def virtual_host(old: Build, new: Build) -> LiveState:

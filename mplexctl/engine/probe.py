@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from mplexctl import constants as C
 from mplexctl.accel import reprobe
 from mplexctl.accel.reprobe import RouteWrites
-from mplexctl.backend import bpfsys, netlink
+from mplexctl.backend import bpfsys, netlink, tcx
 from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
 from mplexctl.config.model import Routes
@@ -63,6 +65,7 @@ def read_program(
                 row.tag_len,
                 "pass" if flags & C.SVC_F_PASS_UNMATCHED else "drop",
                 routes,
+                "restore" if flags & C.SVC_F_RESTORE else "none",
             )
         )
     return ProgramState(
@@ -133,17 +136,98 @@ def interface_state(
     )
 
 
+@dataclass(frozen=True)
+class TcHooks:
+    """mplex's programs at an interface's tcx hooks (0: none): ingress (hook: tc), egress."""
+
+    ingress: int = 0
+    egress: int = 0
+
+
+def _mplex_tc(ids: list[int], name: str) -> int:
+    for prog_id in ids:
+        if _prog_name(prog_id) == name:
+            return prog_id
+    return 0
+
+
+def tc_hooks(index: int) -> TcHooks:
+    """mplex's programs at the tcx hooks of interface `index`; every other one is ignored."""
+    try:
+        ingress, egress = tcx.query(index, "ingress"), tcx.query(index, "egress")
+    except bpfsys.BpfError:  # no tcx on this kernel: nothing of ours there
+        return TcHooks()
+    return TcHooks(_mplex_tc(ingress, C.PROG_TC_IN), _mplex_tc(egress, C.PROG_TC_OUT))
+
+
+def _generations(
+    ids: dict[int, str], expect: dict[int, RouteWrites]
+) -> tuple[dict[int, ProgramState], dict[int, str]]:
+    """(prog id -> its generation's state, prog id -> program name) of attached programs:
+    the entries of one generation share their maps (one meta map) and are read once."""
+    names: dict[int, str] = {}
+    groups: dict[int, dict[int, ProgramMaps]] = {}  # meta map id -> prog id -> maps
+    for prog_id in ids:
+        pm = ProgramMaps.open(prog_id)
+        if pm is None:
+            names[prog_id] = _prog_name(prog_id)
+            continue
+        names[prog_id] = pm.name or C.PROG_NAME
+        groups.setdefault(pm.maps[C.MAP_META].info.id, {})[prog_id] = pm
+    out: dict[int, ProgramState] = {}
+    for members in groups.values():
+        try:
+            xdp = [i for i in members if ids[i] == "xdp"]
+            canonical = min(xdp) if xdp else min(members)
+            pm = members[canonical]
+            state = read_program(pm, pm.route_dump(), expect.get(canonical))
+            progs: dict[str, int] = {}
+            for prog_id in sorted(members):
+                progs.setdefault(names[prog_id], prog_id)
+            state = dataclasses.replace(state, progs=MappingProxyType(progs))
+            out.update(dict.fromkeys(members, state))
+        finally:
+            for m in members.values():
+                m.close()
+    return out, names
+
+
+def attached_ids() -> set[int]:
+    """Ids of the XDP programs and of mplex's TC programs attached in this namespace."""
+    ids: set[int] = set()
+    for link in netlink.list_links():
+        tc = tc_hooks(link.index)
+        ids.update(i for i in (link.prog_id, tc.ingress, tc.egress) if i)
+    return ids
+
+
 def probe(expect: dict[int, RouteWrites] | None = None) -> LiveState:
-    """Every interface of this network namespace and what XDP program it carries. A program
-    shared by several interfaces is read (and its route map dumped) once. `expect`: per prog
-    id, in-place route writes an apply made, which accel/reprobe.py may confirm in bulk."""
-    expect = expect or {}
+    """Every interface of this network namespace, the XDP program it carries and mplex's TC
+    programs. A generation attached to several interfaces (and hooks) is read (and its route
+    map dumped) once. `expect`: per generation id, in-place route writes an apply made,
+    which accel/reprobe.py may confirm in bulk."""
     links = netlink.list_links()
-    found: dict[int, tuple[ProgramState | None, str]] = {}
+    hooks = {link.index: tc_hooks(link.index) for link in links}
+    ids: dict[int, str] = {}
     for link in links:
-        if link.prog_id and link.prog_id not in found:
-            with opened_program(link.prog_id, expect.get(link.prog_id)) as (prog, _, _, name):
-                found[link.prog_id] = (prog, name)
-    return LiveState(
-        {link.name: interface_state(link, *found.get(link.prog_id, (None, ""))) for link in links}
-    )
+        for prog_id, hook in (
+            (link.prog_id, "xdp"),
+            (hooks[link.index].ingress, "tc"),
+            (hooks[link.index].egress, "egress"),
+        ):
+            if prog_id:
+                ids.setdefault(prog_id, hook)
+    states, names = _generations(ids, expect or {})
+
+    def state(link: netlink.LinkXdp) -> InterfaceState:
+        base = interface_state(link, states.get(link.prog_id), names.get(link.prog_id, ""))
+        tc = hooks[link.index]
+        return dataclasses.replace(
+            base,
+            tc_id=tc.ingress,
+            tc_program=states.get(tc.ingress),
+            egress_id=tc.egress,
+            egress_program=states.get(tc.egress),
+        )
+
+    return LiveState({link.name: state(link) for link in links})

@@ -47,6 +47,9 @@ class ProgramState:
     # ifindex -> counter slot (verdict counters of that interface)
     if_slots: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     slot_capacity: int = C.IF_SLOTS_MIN  # counter slots compiled in (slot 0 included)
+    # Entries of this generation found attached somewhere: program name -> id. prog_id is
+    # the generation's id in the plan (its XDP entry's when attached, else its lowest).
+    progs: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def generation(self) -> str:
@@ -55,17 +58,47 @@ class ProgramState:
 
 @dataclass(frozen=True)
 class InterfaceState:
+    """An interface: its XDP attachment (mode, prog_id, program), and mplex's TC ones."""
+
     name: str
     index: int
-    mode: str | None  # native | generic | ... | None
-    prog_id: int  # 0: nothing attached
+    mode: str | None  # XDP: native | generic | ... | None
+    prog_id: int  # XDP: 0: nothing attached
     prog_name: str = ""
-    program: ProgramState | None = None  # set when the attached program is mplex's
+    program: ProgramState | None = None  # set when the attached XDP program is mplex's
     up: bool = field(default=True, compare=False)  # administratively up
+    tc_id: int = 0  # mplex's program at the tcx ingress hook (hook: tc), 0: none
+    tc_program: ProgramState | None = None
+    egress_id: int = 0  # mplex's reply-path program at the tcx egress hook, 0: none
+    egress_program: ProgramState | None = None
 
     @property
     def foreign(self) -> bool:
         return self.prog_id != 0 and self.program is None
+
+    @property
+    def hook(self) -> str | None:
+        """The hook mplex's ingress program runs at here (tc wins over a leftover XDP one)."""
+        if self.tc_program is not None:
+            return "tc"
+        return "xdp" if self.program is not None else None
+
+    @property
+    def ingress(self) -> ProgramState | None:
+        """The generation mplex's ingress program here belongs to."""
+        return self.tc_program if self.tc_program is not None else self.program
+
+    @property
+    def ingress_id(self) -> int:
+        return self.tc_id if self.tc_program is not None else self.prog_id
+
+    @property
+    def ingress_mode(self) -> str | None:
+        """XDP mode, or "tc": how status shows the attachment."""
+        return "tc" if self.tc_program is not None else self.mode
+
+    def generations(self) -> list[ProgramState]:
+        return [p for p in (self.program, self.tc_program, self.egress_program) if p is not None]
 
 
 @dataclass(frozen=True)
@@ -73,15 +106,20 @@ class LiveState:
     interfaces: dict[str, InterfaceState] = field(default_factory=dict)
 
     def mplex_interfaces(self) -> list[InterfaceState]:
-        return [i for i in self.interfaces.values() if i.program is not None]
+        return [i for i in self.interfaces.values() if i.generations()]
 
     def programs(self) -> dict[int, ProgramState]:
-        """prog id -> the mplex programs attached anywhere in the namespace (normally one)."""
-        return {i.prog_id: i.program for i in self.interfaces.values() if i.program is not None}
+        """generation id -> the mplex generations attached anywhere in the namespace
+        (normally one; its XDP and TC entries share one set of maps)."""
+        return {p.prog_id: p for i in self.interfaces.values() for p in i.generations()}
 
     def carriers(self, prog_id: int) -> list[InterfaceState]:
-        """The interfaces program prog_id is attached to."""
-        return [i for i in self.interfaces.values() if i.prog_id == prog_id]
+        """The interfaces whose ingress runs generation prog_id (at XDP or TC)."""
+        return [
+            i
+            for i in self.interfaces.values()
+            if i.ingress is not None and i.ingress.prog_id == prog_id
+        ]
 
 
 def desired_services(build: Build) -> tuple[ServiceState, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from mplexctl.backend import netlink
 from mplexctl.backend.program import RouteDump
 from mplexctl.compiler import layout
 from mplexctl.config.model import tag_text
-from mplexctl.engine.probe import interface_state, opened_program
+from mplexctl.engine.probe import interface_state, opened_program, tc_hooks
 from mplexctl.engine.state import ProgramState
 from mplexctl.errors import HostError
 
@@ -28,6 +29,7 @@ class ServiceStatus:
     port: int
     verdicts: dict[str, Counter]  # verdict name -> counter
     routes: dict[str, tuple[int, Counter]]  # tag text -> (port, counter)
+    replies: Counter | None = None  # reply: restore: replies restored leaving here
 
     @property
     def total(self) -> Counter:
@@ -70,6 +72,16 @@ class InterfaceStatus:
                         t: {"port": p, "packets": c.packets, "bytes": c.bytes}
                         for t, (p, c) in s.routes.items()
                     },
+                    **(
+                        {}
+                        if s.replies is None
+                        else {
+                            "replies_restored": {
+                                "packets": s.replies.packets,
+                                "bytes": s.replies.bytes,
+                            }
+                        }
+                    ),
                 }
                 for s in self.services
             },
@@ -98,6 +110,7 @@ def _services(
     prog: ProgramState,
     counters: dict[tuple[int, int], tuple[int, int]],
     routes: dict[str, dict[str, tuple[int, Counter]]],
+    replies: dict[int, tuple[int, int]],
 ) -> tuple[ServiceStatus, ...]:
     out = []
     for svc in prog.services:
@@ -105,7 +118,10 @@ def _services(
             name: Counter(*counters.get((svc.index, i), (0, 0)))
             for i, name in enumerate(C.VERDICTS)
         }
-        out.append(ServiceStatus(svc.name, svc.protocol, svc.port, verdicts, routes[svc.name]))
+        restored = Counter(*replies.get(svc.index, (0, 0))) if svc.reply == "restore" else None
+        out.append(
+            ServiceStatus(svc.name, svc.protocol, svc.port, verdicts, routes[svc.name], restored)
+        )
     return tuple(out)
 
 
@@ -119,17 +135,25 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
         if len(unknown) == 1:
             raise HostError(f"interface {unknown[0]} does not exist")
         raise HostError(f"interfaces {', '.join(unknown)} do not exist")
-    links = [link for link in every if (link.name in names if names else link.prog_id != 0)]
-    read: dict[int, tuple[ProgramState | None, str, Any, Any]] = {}
-    for prog_id in dict.fromkeys(link.prog_id for link in links if link.prog_id):
+    # An interface with mplex at its tcx ingress (hook: tc) reports that program.
+    ids = {}
+    for link in every:
+        tc = tc_hooks(link.index).ingress
+        ids[link.name] = (link, tc or link.prog_id, tc != 0)
+    chosen = [v for k, v in ids.items() if (k in names if names else v[1] != 0)]
+    read: dict[int, tuple[ProgramState | None, str, Any, Any, Any]] = {}
+    for prog_id in dict.fromkeys(p for _, p, _ in chosen if p):
         with opened_program(prog_id) as (prog, pm, dump, name):
             if prog is None or pm is None or dump is None:
-                read[prog_id] = (None, name, {}, {})
+                read[prog_id] = (None, name, {}, {}, {})
                 continue
-            read[prog_id] = (prog, name, pm.counters_by_slot(), _routes(prog, dump))
+            by_slot, replies = pm.counters_by_slot(), pm.replies_by_slot()
+            read[prog_id] = (prog, pm.name or name, by_slot, _routes(prog, dump), replies)
     out = []
-    for link in links:
-        prog, name, by_slot, routes = read.get(link.prog_id, (None, "", {}, {}))
+    for link, prog_id, on_tc in chosen:
+        prog, name, by_slot, routes, replies = read.get(prog_id, (None, "", {}, {}, {}))
+        if on_tc:
+            link = dataclasses.replace(link, prog_id=prog_id, mode="tc")
         state = interface_state(link, prog, name)
         services: tuple[ServiceStatus, ...] = ()
         if prog is not None:
@@ -138,7 +162,8 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
                 counters = by_slot.get(slot, {}) if slot is not None else {}
             else:  # a previous release's program: its counters are this interface's
                 counters = by_slot.get(0, {})
-            services = _services(prog, counters, routes)
+            slot_replies = replies.get(prog.if_slots.get(link.index, -1), {})
+            services = _services(prog, counters, routes, slot_replies)
         owner = "none" if state.prog_id == 0 else ("mplex" if prog else "foreign")
         out.append(
             InterfaceStatus(

@@ -182,7 +182,7 @@ CASES = [
     Case(
         "unknown-key-interface",
         edit("  - name: eth0\n", "  - name: eth0\n    mode: native\n"),
-        [(4, "interfaces[0].mode", "unknown key 'mode' (allowed: name, xdp_mode)")],
+        [(4, "interfaces[0].mode", "unknown key 'mode' (allowed: hook, name, xdp_mode)")],
     ),
     Case(
         "unknown-key-service",
@@ -205,7 +205,7 @@ CASES = [
     Case(
         "unknown-key-limits",
         BASE + "limits:\n  routes: 10\n  maps: 3\n",
-        [(15, "limits.maps", "unknown key 'maps' (allowed: routes, services, windows)")],
+        [(15, "limits.maps", "unknown key 'maps' (allowed: flows, routes, services, windows)")],
     ),
     Case(
         "unknown-keys-all-reported",
