@@ -61,10 +61,12 @@ def live_view(live: LiveState, names: set[str]) -> dict[str, Any]:
     """Readable live state of the named interfaces and of every interface mplex runs on."""
     out = {}
     for state in live.interfaces.values():
-        if state.name in names or state.program is not None:
-            prog = state.program
+        if state.name in names or state.ingress is not None:
+            prog = state.ingress
             out[state.name] = readable_state(
-                prog.services if prog else None, state.mode, prog.generation if prog else None
+                prog.services if prog else None,
+                state.ingress_mode,
+                prog.generation if prog else None,
             )
     return {"interfaces": out}
 
@@ -73,7 +75,9 @@ def desired_view(build: Build) -> dict[str, Any]:
     services = desired_services(build)
     return {
         "interfaces": {
-            i.name: readable_state(services, i.xdp_mode, build.generation)
+            i.name: readable_state(
+                services, "tc" if i.hook == "tc" else i.xdp_mode, build.generation
+            )
             for i in build.config.interfaces
         }
     }
@@ -189,12 +193,12 @@ def detach(names: list[str] | None) -> list[str]:
             state = live.interfaces.get(name)
             if state is None:
                 raise HostError(f"interface {name} does not exist")
-            if state.foreign:
+            if state.generations():  # a foreign XDP program next to mplex's TC one stays
+                detach_interface(state)
+                done.append(name)
+            elif state.foreign:
                 raise RefusedError(
                     f"{name} carries XDP program {state.prog_name!r} "
                     f"(id {state.prog_id}), not mplex's: left alone"
                 )
-            if state.program is not None:
-                detach_interface(state)
-                done.append(name)
         return done

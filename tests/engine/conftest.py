@@ -36,12 +36,16 @@ class Host:
         more = extra.pop("more_services", "")
         head = extra.pop("head", "")
         mode = extra.pop("mode", "auto")
+        hook = extra.pop("hook", "xdp")  # tc: the interface at the TC hook (no xdp_mode)
+        reply = extra.pop("reply", "none")
+        where = f"xdp_mode: {mode}" if hook == "xdp" else "hook: tc"
         route_text = ", ".join(f'"{k}": {v}' for k, v in routes.items())
         text = (
-            f"version: 1\n{head}interfaces: [{{name: {self.xdp}, xdp_mode: {mode}}}]\n"
+            f"version: 1\n{head}interfaces: [{{name: {self.xdp}, {where}}}]\n"
             "services:\n"
             "  - name: telemetry\n    protocol: udp\n    port: 5000\n"
-            f"    payload_length: [{{min: {window[0]}, max: {window[1]}}}]\n"
+            + (f"    reply: {reply}\n" if reply != "none" else "")
+            + f"    payload_length: [{{min: {window[0]}, max: {window[1]}}}]\n"
             "    tag: {offset: 20, length: 3}\n"
             f"    routes: {{{route_text}}}\n" + more
         )

@@ -1,0 +1,88 @@
+"""The reply path (`reply: restore`) and the TC hook against the kernel: connected UDP
+clients in one netns, echo backends on the route ports where mplexctl runs (issue 14)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from mplexctl.engine.probe import tc_hooks
+from tests.engine.conftest import Wire, sh
+from tests.engine.replylab import V6_HOST, V6_SENDER, Echo, clients, third_party
+from tests.lab import in_netns
+
+pytestmark = pytest.mark.kernel
+
+ROUTES = {"600": 5001, "601": 5002}
+TAGS = "600,601"
+
+
+def _v6(wire: Wire) -> None:
+    host = wire.host
+    sh("ip", "-n", host.ns, "addr", "add", f"{V6_HOST}/64", "dev", host.xdp, "nodad")
+    sh("ip", "-n", wire.sender_ns, "addr", "add", f"{V6_SENDER}/64", "dev", host.peer, "nodad")
+    sh("ip", "-n", host.ns, "link", "set", "lo", "up")
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_connected_clients_get_every_reply_with_restore(wire: Wire, hook: str) -> None:
+    host = wire.host
+    _v6(wire)
+    res = host.apply(host.config(ROUTES, hook=hook, reply="restore"))
+    assert res["_rc"] == 0
+    echo = Echo(host.ns, [5001, 5002])
+    try:
+        v4 = clients(wire.sender_ns, wire.dst_ip, 20, 3, TAGS)
+        v6 = clients(wire.sender_ns, V6_HOST, 20, 3, TAGS)
+    finally:
+        echo.stop()
+    assert v4 == {"sent": 60, "received": 60}
+    assert v6 == {"sent": 60, "received": 60}
+    svc = host.status()["services"]["telemetry"]
+    assert svc["verdicts"]["rewrite"]["packets"] == 120
+    assert svc["replies_restored"]["packets"] == 120
+    # The second apply changes nothing and compiles nothing.
+    again = host.apply(host.config(ROUTES, hook=hook, reply="restore"))
+    assert again["changed"] is False and again["plan"] == []
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_without_restore_no_reply_arrives(wire: Wire, hook: str) -> None:
+    host = wire.host
+    _v6(wire)
+    host.apply(host.config(ROUTES, hook=hook))
+    echo = Echo(host.ns, [5001, 5002])
+    try:
+        v4 = clients(wire.sender_ns, wire.dst_ip, 5, 2, TAGS)
+        v6 = clients(wire.sender_ns, V6_HOST, 5, 2, TAGS)
+    finally:
+        echo.stop()
+    assert v4 == {"sent": 10, "received": 0}
+    assert v6 == {"sent": 10, "received": 0}
+
+
+def test_many_clients_at_once_and_third_parties_untouched(wire: Wire) -> None:
+    """200 connected clients (200 flows in the table) all get their replies; a datagram from
+    a backend port to an address and port that sent no request keeps its source port."""
+    host = wire.host
+    _v6(wire)
+    host.apply(host.config(ROUTES, hook="tc", reply="restore"))
+    echo = Echo(host.ns, [5001, 5002])
+    try:
+        many = clients(wire.sender_ns, wire.dst_ip, 200, 2, TAGS)
+    finally:
+        echo.stop()
+    assert many == {"sent": 400, "received": 400}
+    assert third_party(wire.sender_ns, host.ns, wire.src_ip, 5001, 5) == [5001] * 5
+    assert third_party(wire.sender_ns, host.ns, V6_SENDER, 5002, 5) == [5002] * 5
+
+
+def test_restore_turned_off_detaches_the_reply_path(wire: Wire) -> None:
+    host = wire.host
+    host.apply(host.config(ROUTES, hook="tc", reply="restore"))
+    res = host.apply(host.config(ROUTES, hook="tc"))
+    assert any(c["action"] == "reply-path" for c in res["plan"]), res["plan"]
+    with in_netns(host.ns):
+        hooks = tc_hooks(socket.if_nametoindex(host.xdp))
+    assert hooks.ingress and not hooks.egress
