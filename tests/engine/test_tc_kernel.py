@@ -1,0 +1,186 @@
+"""The TC hook under the engine tests (issue 14): idempotency, in-place map updates, atomic
+replacement with zero loss, kill -9 convergence, hook changes, other TC programs left
+alone, detach."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from mplexctl import constants as C
+from mplexctl.backend import bpfsys
+from mplexctl.engine.probe import TcHooks, tc_hooks
+from tests.engine.conftest import Host, Wire
+from tests.engine.kernel_helpers import udp_frame
+from tests.engine.stream import Stream
+from tests.lab import in_netns
+
+pytestmark = pytest.mark.kernel
+
+MORE = (
+    "  - name: other\n    protocol: tcp\n    port: 6000\n"
+    "    payload_length: [{min: 10, max: 20}]\n    tag: {offset: 0, length: 1}\n"
+    '    routes: {"a": 6001}\n'
+)
+TC_PASS = C.TC_ACT_UNSPEC & 0xFFFFFFFF
+
+
+def hooks(host: Host) -> TcHooks:
+    with in_netns(host.ns):
+        return tc_hooks(socket.if_nametoindex(host.xdp))
+
+
+def tcx_ids(host: Host, direction: str) -> list[int]:
+    from mplexctl.backend import tcx
+
+    with in_netns(host.ns):
+        return tcx.query(socket.if_nametoindex(host.xdp), direction)
+
+
+def route_of_tc(prog_id: int, tag: bytes) -> int | None:
+    """Destination port the TC program gives a datagram with `tag` (None: dropped)."""
+    fd = bpfsys.prog_fd_by_id(prog_id)
+    try:
+        run = bpfsys.prog_test_run(fd, udp_frame(tag))
+    finally:
+        import os
+
+        os.close(fd)
+    return int.from_bytes(run.data[36:38], "big") if run.retval == TC_PASS else None
+
+
+FOREIGN_TC = textwrap.dedent(
+    """
+    import ctypes, socket, struct, sys
+    from bcc import BPF
+    sys.path.insert(0, ROOT)
+    from mplexctl.backend import tcx
+    b = BPF(text="int other_tc(struct __sk_buff *skb) { return -1; }")
+    fn = b.load_func("other_tc", BPF.SCHED_CLS)
+    tcx.attach(socket.if_nametoindex(IFACE), IFACE, fn.fd, "ingress")
+    """
+)
+
+
+def attach_foreign_tc(host: Host) -> int:
+    """Someone else's TC program at the tcx ingress hook; returns its id."""
+    from tests.engine.conftest import ROOT
+
+    code = f"IFACE = {host.xdp!r}\nROOT = {str(ROOT)!r}\n" + FOREIGN_TC
+    subprocess.run(
+        ["ip", "netns", "exec", host.ns, sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+    )
+    (prog_id,) = tcx_ids(host, "ingress")
+    return prog_id
+
+
+def test_tc_apply_noop_in_place_swap_detach(host: Host) -> None:
+    cfg = host.config(hook="tc")
+    first = host.apply(cfg)
+    assert {c["action"] for c in first["plan"]} == {"attach"} and first["compiles"] == 1
+    prog = hooks(host).ingress
+    assert prog and host.status()["mode"] == "tc" and host.status()["prog_id"] == prog
+    assert route_of_tc(prog, b"601") == 5002
+    again = host.apply(cfg)
+    assert again["changed"] is False and again["compiles"] == 0
+    # A route change is written in place: same program, new port.
+    moved = host.apply(host.config({"600": 5001, "601": 5009, "602": 5003}, hook="tc"))
+    assert [c["action"] for c in moved["plan"]] == ["route"] and moved["compiles"] == 0
+    assert hooks(host).ingress == prog and route_of_tc(prog, b"601") == 5009
+    # A new service: a new program replaces the old one atomically (tcx replace).
+    swapped = host.apply(host.config(hook="tc", more_services=MORE))
+    assert "swap" in [c["action"] for c in swapped["plan"]] and swapped["compiles"] == 1
+    new = hooks(host).ingress
+    assert new and new != prog and tcx_ids(host, "ingress") == [new]
+    assert host.cli("diff", str(host.config(hook="tc", more_services=MORE))).returncode == 0
+    det = host.cli("detach", host.xdp)
+    assert det.returncode == 0, det.stderr
+    assert tcx_ids(host, "ingress") == [] and tcx_ids(host, "egress") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expect_action"),
+    [
+        ({"routes": {"600": 5001, "601": 5009, "602": 5003}}, "route"),
+        ({"more_services": MORE, "routes": {"600": 5001, "601": 5009}}, "swap"),
+    ],
+    ids=["route-in-place", "program-swap"],
+)
+def test_tc_zero_loss_during_apply(
+    wire: Wire, change: dict[str, object], expect_action: str
+) -> None:
+    host = wire.host
+    host.apply(host.config(hook="tc"))
+    stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002, 5009])
+    stream.start("601", 100_000, 3000)
+    time.sleep(0.6)
+    res = host.apply(host.config(hook="tc", **change))  # type: ignore[arg-type]
+    assert res["plan"][0]["action"] == expect_action
+    time.sleep(0.6)
+    doc = stream.finish()
+    counts = doc["counts"]
+    assert isinstance(counts, dict)
+    assert counts["5000"] == 0
+    assert counts["5002"] > 0 and counts["5009"] > 0, doc
+    assert counts["5002"] + counts["5009"] == doc["sent"] == doc["unique"], doc
+
+
+def test_foreign_tc_program_left_alone(wire: Wire) -> None:
+    host = wire.host
+    foreign = attach_foreign_tc(host)
+    host.apply(host.config(hook="tc"))
+    ours = hooks(host).ingress
+    assert tcx_ids(host, "ingress") == [foreign, ours]  # appended after it, it stays first
+    # Traffic still goes through both (the foreign program hands every frame on).
+    stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002])
+    stream.start("601", 300, 3000)
+    time.sleep(0.5)
+    doc = stream.finish()
+    assert doc["counts"] == {"5000": 0, "5002": doc["sent"]}, doc
+    host.apply(host.config(hook="tc", more_services=MORE))  # a swap replaces ours only
+    assert tcx_ids(host, "ingress")[0] == foreign and len(tcx_ids(host, "ingress")) == 2
+    assert host.cli("detach").returncode == 0
+    assert tcx_ids(host, "ingress") == [foreign]
+
+
+@pytest.mark.parametrize("point", ["after-load", "after-fill", "after-attach"])
+def test_tc_kill9_then_reapply_converges(host: Host, point: str) -> None:
+    host.apply(host.config(hook="tc"))
+    old = hooks(host).ingress
+    cfg = host.config(hook="tc", reply="restore", more_services=MORE)
+    r = host.cli("apply", str(cfg), env={"MPLEXCTL_FAULT_KILL_AT": point})
+    assert r.returncode == -9
+    # Before the switch the old program is in force; after it the new one (each atomic).
+    assert (hooks(host).ingress == old) == (point != "after-attach")
+    res = host.apply(cfg)
+    assert res["verified"] and host.cli("diff", str(cfg)).returncode == 0
+    now = hooks(host)
+    assert now.ingress != old and now.egress
+    assert tcx_ids(host, "ingress") == [now.ingress] and tcx_ids(host, "egress") == [now.egress]
+    assert host.apply(cfg)["changed"] is False
+
+
+def test_hook_change_xdp_to_tc_and_back(host: Host) -> None:
+    host.apply(host.config())
+    xdp_prog = host.status()["prog_id"]
+    res = host.apply(host.config(hook="tc"))
+    actions = {c["action"] for c in res["plan"]}
+    assert "hook-change" in actions, res["plan"]
+    st = host.status()
+    assert st["mode"] == "tc" and st["prog_id"] == hooks(host).ingress != xdp_prog
+    with in_netns(host.ns):
+        from mplexctl.backend import netlink
+
+        link = netlink.get_link(host.xdp)
+        assert link is not None and link.prog_id == 0  # the XDP program is gone
+    back = host.apply(host.config())
+    assert "hook-change" in {c["action"] for c in back["plan"]}
+    assert hooks(host) == TcHooks() and host.status()["mode"] in ("native", "generic")
+    assert host.apply(host.config())["changed"] is False
