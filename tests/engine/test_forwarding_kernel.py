@@ -1,0 +1,150 @@
+"""Forwarding with checksum offload (issue 14, measured-here item 12): namespace A sends
+from a socket with tx checksum offload on (CHECKSUM_PARTIAL skbs) -> namespace R runs
+mplex at the TC ingress of its veth from A and forwards -> namespace B, through a veth with
+tx checksum offload off at R (R must fill the checksum, as a NIC would). Every rewritten
+datagram must reach B with a valid checksum: B's InCsumErrors unchanged."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import ROOT, sh
+
+pytestmark = pytest.mark.kernel
+
+RECEIVE = textwrap.dedent(
+    """
+    import json, select, socket, sys, time
+    socks = {}
+    for fam, ip in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        for port in (5000, 5001):
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((ip, port))
+            socks[s] = f"{port}/{'v6' if fam == socket.AF_INET6 else 'v4'}"
+    print("ready", flush=True)
+    counts = dict.fromkeys(socks.values(), 0)
+    end = time.time() + 4
+    while time.time() < end:
+        for s in select.select(list(socks), [], [], 0.2)[0]:
+            s.recv(4096)
+            counts[socks[s]] += 1
+    print(json.dumps(counts), flush=True)
+    """
+)
+
+SEND = textwrap.dedent(
+    """
+    import socket, sys, time
+    for ip in sys.argv[1:]:
+        s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+        body = bytearray(b"p" * 292)
+        body[20:23] = b"600"
+        for i in range(200):
+            body[:4] = i.to_bytes(4, "big")
+            s.sendto(bytes(body), (ip, 5000))
+            time.sleep(0.001)
+    """
+)
+
+
+@dataclass
+class Path3:
+    a: str
+    r: str
+    b: str
+    r_in: str  # R's veth from A: mplex runs at its ingress
+    tmp: Path
+
+
+def _ns_exec(ns: str, *cmd: str) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def csum_errors(ns: str) -> dict[str, int]:
+    """InCsumErrors of Udp and Udp6 in netns ns."""
+    out = {}
+    snmp = _ns_exec(ns, "cat", "/proc/net/snmp").splitlines()
+    names, values = [ln.split() for ln in snmp if ln.startswith("Udp:")]
+    out["v4"] = int(values[names.index("InCsumErrors")])
+    for line in _ns_exec(ns, "cat", "/proc/net/snmp6").splitlines():
+        if line.startswith("Udp6InCsumErrors"):
+            out["v6"] = int(line.split()[1])
+    return out
+
+
+@pytest.fixture
+def path3(tmp_path: Path) -> Iterator[Path3]:
+    tag = secrets.token_hex(3)
+    p = Path3(f"mpxa-{tag}", f"mpxr-{tag}", f"mpxb-{tag}", f"ri{tag}", tmp_path)
+    for ns in (p.a, p.r, p.b):
+        sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "-n", p.a, "link", "add", f"a{tag}", "type", "veth", "peer", "name", p.r_in)
+        sh("ip", "-n", p.a, "link", "set", p.r_in, "netns", p.r)
+        sh("ip", "-n", p.r, "link", "add", f"ro{tag}", "type", "veth", "peer", "name", f"b{tag}")
+        sh("ip", "-n", p.r, "link", "set", f"b{tag}", "netns", p.b)
+        for ns, dev, v4, v6 in (
+            (p.a, f"a{tag}", "10.14.1.1/24", "2001:db8:141::1/64"),
+            (p.r, p.r_in, "10.14.1.2/24", "2001:db8:141::2/64"),
+            (p.r, f"ro{tag}", "10.14.2.1/24", "2001:db8:142::1/64"),
+            (p.b, f"b{tag}", "10.14.2.2/24", "2001:db8:142::2/64"),
+        ):
+            sh("ip", "-n", ns, "addr", "add", v4, "dev", dev)
+            sh("ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", p.a, "route", "add", "10.14.2.0/24", "via", "10.14.1.2")
+        sh("ip", "-n", p.a, "route", "add", "2001:db8:142::/64", "via", "2001:db8:141::2")
+        sh("ip", "-n", p.b, "route", "add", "10.14.1.0/24", "via", "10.14.2.1")
+        sh("ip", "-n", p.b, "route", "add", "2001:db8:141::/64", "via", "2001:db8:142::1")
+        sh("ip", "netns", "exec", p.r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "netns", "exec", p.r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        # A keeps tx checksum offload on (the default); R's egress towards B has it off.
+        sh("ip", "netns", "exec", p.r, "ethtool", "-K", f"ro{tag}", "tx", "off")
+        yield p
+    finally:
+        for ns in (p.a, p.r, p.b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_forwarded_rewrites_keep_valid_checksums_at_tc(path3: Path3) -> None:
+    offload = _ns_exec(path3.a, "ethtool", "-k", f"a{path3.r_in[2:]}")
+    assert "tx-checksumming: on" in offload, offload
+    cfg = path3.tmp / "r.yaml"
+    cfg.write_text(
+        f"version: 1\ninterfaces: [{{name: {path3.r_in}, hook: tc}}]\nservices:\n"
+        "  - name: telemetry\n    protocol: udp\n    port: 5000\n"
+        "    payload_length: [{min: 290, max: 294}]\n    tag: {offset: 20, length: 3}\n"
+        '    routes: {"600": 5001}\n'
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mplexctl", "apply", str(cfg), "--netns", path3.r],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    before = csum_errors(path3.b)
+    recv = subprocess.Popen(
+        ["ip", "netns", "exec", path3.b, sys.executable, "-c", RECEIVE],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
+    _ns_exec(path3.a, sys.executable, "-c", SEND, "10.14.2.2", "2001:db8:142::2")
+    out, _ = recv.communicate(timeout=60)
+    counts = json.loads(out)
+    assert counts == {"5000/v4": 0, "5001/v4": 200, "5000/v6": 0, "5001/v6": 200}, counts
+    assert csum_errors(path3.b) == before
