@@ -12,7 +12,17 @@ from collections.abc import Callable
 from benchmarks import report
 from benchmarks.report import PartResult
 
-PARTS = ("testrun", "e2e", "flood", "control", "memory", "ifaces", "expect", "fastpath")
+PARTS = (
+    "testrun",
+    "e2e",
+    "flood",
+    "control",
+    "memory",
+    "ifaces",
+    "expect",
+    "fastpath",
+    "tchook",
+)
 
 
 def _runner(name: str) -> Callable[[bool], PartResult]:
@@ -28,6 +38,10 @@ def _runner(name: str) -> Callable[[bool], PartResult]:
         from benchmarks import ifaces
 
         return ifaces.run_ifaces
+    if name == "tchook":
+        from benchmarks import tchook
+
+        return tchook.run
     if name == "expect":
         from benchmarks import expect
 

@@ -4,7 +4,7 @@
  * the checksum is updated with bpf_l4_csum_replace, which handles every ip_summed state: a
  * CHECKSUM_PARTIAL skb (sent by a local socket with checksum offload) keeps its partial sum
  * of the pseudo-header, which the ports are not part of; other skbs get the incremental
- * update. Ports are written with bpf_skb_store_bytes. */
+ * update. */
 #include <uapi/linux/bpf.h>
 
 #include "mplex_config.h"
@@ -32,12 +32,24 @@ static __always_inline void mplex_tc_linear(struct __sk_buff *skb)
 }
 
 /* Set one port of the L4 header at l4_off to `port` (the one at port_off, now `old`), the
- * checksum at csum_off with it. Packet pointers are invalid afterwards. */
+ * checksum at csum_off with it. The helper invalidates packet pointers: the port is written
+ * through fresh ones (a direct write; the verifier unclones a cloned skb first), which costs
+ * no second helper call (bpf_skb_store_bytes). */
 static __always_inline void mplex_tc_port(struct __sk_buff *skb, __u32 l4_off, __u32 port_off,
 					  __u32 csum_off, __be16 old, __be16 port, __u64 flags)
 {
+	void *data, *data_end;
+	__be16 *at;
+
+	if (l4_off > MPLEX_MAX_PKT_OFF)
+		return;
 	bpf_l4_csum_replace(skb, l4_off + csum_off, old, port, flags | sizeof(port));
-	bpf_skb_store_bytes(skb, l4_off + port_off, &port, sizeof(port), 0);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	at = data + l4_off + port_off;
+	if ((void *)(at + 1) > data_end)
+		return;
+	*at = port;
 }
 
 /* Rewrite the destination (dest = MPLEX_PORT_DEST) or source port of a parsed frame. */
