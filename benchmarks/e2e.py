@@ -21,6 +21,8 @@ THROUGHPUT = (
     Setup("b XDP_PASS generic", "pass", "generic"),
     Setup("c mplex native", "mplex", "native"),
     Setup("c mplex generic", "mplex", "generic"),
+    Setup("b TC pass (tcx)", "tcpass"),
+    Setup("c mplex tc", "mplex", "tc"),
     Setup("d nftables netdev ingress", "nft"),
 )
 FLOOD = THROUGHPUT
@@ -140,9 +142,13 @@ def run_throughput(quick: bool = False) -> PartResult:
     for mode in ("native", "generic"):
         r = pps[f"c mplex {mode}"] / pps[f"b XDP_PASS {mode}"]
         res.check(f"mplex {mode} >= 0.9 x XDP_PASS {mode}", f"{r:.2f}x", r >= 0.9)
+    r = pps["c mplex tc"] / pps["b TC pass (tcx)"]
+    res.check("mplex tc >= 0.9 x TC pass", f"{r:.2f}x", r >= 0.9)
     best = max(pps["c mplex native"], pps["c mplex generic"])
     nft = pps["d nftables netdev ingress"]
     res.check("mplex (best mode) >= nftables", f"{best:,.0f} vs {nft:,.0f} pps", best >= nft)
+    tc = pps["c mplex tc"]
+    res.check("mplex tc >= 1.1 x nftables (issue 14)", f"{tc / nft:.2f}x", tc >= 1.1 * nft)
     res.check("(info) mplex best / no program", f"{best / base:.2f}x", True)
     return res
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +18,32 @@ NFT_TABLE = "mpxb"
 @dataclass(frozen=True)
 class Setup:
     name: str
-    kind: str  # none | pass | mplex | nft
-    mode: str = ""  # native | generic for XDP
+    kind: str  # none | pass | tcpass | mplex | nft
+    mode: str = ""  # native | generic for XDP, tc for mplex at the TC hook
 
     @property
     def direct(self) -> bool:
         """Frames go straight to the backend ports (no router on the receiving side)."""
-        return self.kind in ("none", "pass")
+        return self.kind in ("none", "pass", "tcpass")
+
+
+# The TC floor: a trivial program at the tcx ingress hook, attached (and later detached) by a
+# short process inside the receiving netns; the attachment outlives it.
+TC_PASS = """
+import socket, sys
+from bcc import BPF
+from mplexctl.backend import bpfsys, tcx
+dev, up = sys.argv[1], sys.argv[2] == "up"
+index = socket.if_nametoindex(dev)
+if up:
+    b = BPF(text="int tc_pass(struct __sk_buff *skb) { return -1; }")
+    tcx.attach(index, dev, b.load_func("tc_pass", BPF.SCHED_CLS).fd, "ingress")
+else:
+    for prog_id in tcx.query(index, "ingress"):
+        fd = bpfsys.prog_fd_by_id(prog_id)
+        if bpfsys.prog_info(fd).name == "tc_pass":
+            tcx.detach(index, dev, fd, "ingress")
+"""
 
 
 def nft_rules(dev: str) -> str:
@@ -61,10 +81,13 @@ class Switcher:
 
         bpfsys.obj_pin(fd, self.pin)
         self.cfg: dict[str, str] = {}
-        for mode in ("native", "generic"):
+        for mode in ("native", "generic", "tc"):
             path = os.path.join(lb.workdir, f"mplex-{mode}.yaml")
+            text = configs.config_text(lb.dev_rx, 3, mode="auto" if mode == "tc" else mode)
+            if mode == "tc":
+                text = text.replace("    xdp_mode: auto", "    hook: tc")
             with open(path, "w", encoding="utf-8") as fh:
-                fh.write(configs.config_text(lb.dev_rx, 3, mode=mode))
+                fh.write(text)
             self.cfg[mode] = path
         self.nft = os.path.join(lb.workdir, "rules.nft")
         with open(self.nft, "w", encoding="utf-8") as fh:
@@ -82,6 +105,8 @@ class Switcher:
         if s.kind == "pass":
             flag = "xdpdrv" if s.mode == "native" else "xdpgeneric"
             lb.ip(lb.ns_rx, "link", "set", "dev", lb.dev_rx, flag, "pinned", self.pin)
+        elif s.kind == "tcpass":
+            run(lb.nsexec(lb.ns_rx, sys.executable, "-c", TC_PASS, lb.dev_rx, "up"))
         elif s.kind == "mplex":
             cli("apply", "--netns", lb.ns_rx, self.cfg[s.mode])
         elif s.kind == "nft":
@@ -92,6 +117,8 @@ class Switcher:
         if s.kind == "pass":
             flag = "xdpdrv" if s.mode == "native" else "xdpgeneric"
             lb.ip(lb.ns_rx, "link", "set", "dev", lb.dev_rx, flag, "off")
+        elif s.kind == "tcpass":
+            run(lb.nsexec(lb.ns_rx, sys.executable, "-c", TC_PASS, lb.dev_rx, "down"))
         elif s.kind == "mplex":
             cli("detach", "--netns", lb.ns_rx)
         elif s.kind == "nft":
