@@ -1,8 +1,4 @@
-<<<<<<< HEAD
 """Part 9: the TC hook and the reply path in BPF_PROG_TEST_RUN, each against its floor.
-=======
-"""Part 8: the TC hook and the reply path in BPF_PROG_TEST_RUN, each against its floor.
->>>>>>> 43fbc1f (BENCHMARKS: part 8 (tc hook, reply path) and the TC setups of part 2; part 8 numbered after #12's part 7)
 
 Floors: a trivial XDP_PASS program (XDP) and a trivial TC program returning TC_ACT_UNSPEC
 (TC), measured in the same run. Paths: the rewrite at either hook without `reply: restore`,
@@ -58,11 +54,7 @@ def reply_of(frame: bytes) -> bytes:
 def run(quick: bool = False) -> PartResult:
     from bcc import BPF
 
-<<<<<<< HEAD
     res = PartResult("9 tc hook")
-=======
-    res = PartResult("8 tc hook")
->>>>>>> 43fbc1f (BENCHMARKS: part 8 (tc hook, reply path) and the TC setups of part 2; part 8 numbered after #12's part 7)
     repeat = 200_000 if quick else 1_000_000
     rounds = 5
     errors: list[str] = []
