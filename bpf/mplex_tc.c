@@ -40,13 +40,17 @@ static __always_inline void mplex_tc_port(struct __sk_buff *skb, __u32 l4_off, _
 {
 	void *data, *data_end;
 	__be16 *at;
+	__u32 off;
 
-	if (l4_off > MPLEX_MAX_PKT_OFF)
-		return;
 	bpf_l4_csum_replace(skb, l4_off + csum_off, old, port, flags | sizeof(port));
+	off = l4_off + port_off;
+	if (off > MPLEX_MAX_PKT_OFF)
+		return;
+	asm volatile("" : "+r"(off)); /* keep the mask: the verifier needs the bound here */
+	off &= MPLEX_MAX_PKT_OFF;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	at = data + l4_off + port_off;
+	at = data + off;
 	if ((void *)(at + 1) > data_end)
 		return;
 	*at = port;
