@@ -33,16 +33,18 @@ def _salt() -> bytes:
     return hashlib.sha256("\0".join(texts).encode()).digest()
 
 
-def source_digest(path: str) -> str | None:
-    """The digest a program applied from this file records; None: not applicable."""
+def source_digest(path: str, raw: bytes | None = None) -> str | None:
+    """The digest a program applied from this file (bytes `raw`, when already read) records;
+    None: not applicable."""
     if not accel.enabled():
         return None
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        load_config(path)  # raises the ConfigError that names the file and the reason
-        raise
+    if raw is None:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            load_config(path)  # raises the ConfigError that names the file and the reason
+            raise
     return hashlib.sha256(_salt() + raw).hexdigest()
 
 

@@ -19,6 +19,7 @@ CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
 LOCK_DIR = "/run/mplexctl"
 BPFFS = "/sys/fs/bpf"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 FAULT_ENV = "MPLEXCTL_FAULT_KILL_AT"  # test hook: SIGKILL ourselves at a named point
 T = TypeVar("T")
 
@@ -60,11 +61,59 @@ def where() -> str:
     return "on this host"
 
 
+def netns_key() -> str:
+    """A name for this process's network namespace that `--netns NAME` and `ip netns exec NAME`
+    share and that survives a reboot: `host` for the initial namespace, `netns/NAME` for a
+    named one (the first name, sorted, when several names bind the same namespace), else
+    `netns-inode/INODE` (an unnamed namespace, e.g. a container's)."""
+    me = os.stat("/proc/thread-self/ns/net")
+    try:
+        init = os.stat("/proc/1/ns/net")
+        if (init.st_dev, init.st_ino) == (me.st_dev, me.st_ino):
+            return "host"
+    except OSError:
+        pass
+    try:
+        names = sorted(os.listdir(NETNS_RUN_DIR))
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            st = os.stat(os.path.join(NETNS_RUN_DIR, name))
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
+            return f"netns/{name}"
+    return f"netns-inode/{me.st_ino}"
+
+
+def boot_id() -> str:
+    """Identifies this boot of the machine (a process of an earlier boot is gone)."""
+    try:
+        with open(BOOT_ID) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+_held: dict[int, int] = {}  # netns inode -> depth of host_lock held by this process
+
+
 @contextmanager
 def host_lock(timeout: float = 120.0) -> Iterator[None]:
-    """Serialize applies per network namespace (flock; released by the kernel on a crash)."""
+    """Serialize applies per network namespace (flock; released by the kernel on a crash).
+    Re-entrant within one process: a rollback or revert re-applies through `apply`, which
+    takes the lock again."""
+    ns = netns_id()
+    if _held.get(ns):
+        _held[ns] += 1
+        try:
+            yield
+        finally:
+            _held[ns] -= 1
+        return
     os.makedirs(LOCK_DIR, exist_ok=True)
-    path = os.path.join(LOCK_DIR, f"netns-{netns_id()}.lock")
+    path = os.path.join(LOCK_DIR, f"netns-{ns}.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
@@ -80,7 +129,11 @@ def host_lock(timeout: float = 120.0) -> Iterator[None]:
                         f"another mplexctl holds {path} for more than {timeout:.0f} s"
                     ) from None
                 time.sleep(0.02)
-        yield
+        _held[ns] = 1
+        try:
+            yield
+        finally:
+            _held.pop(ns, None)
     finally:
         os.close(fd)
 

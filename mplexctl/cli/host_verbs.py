@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from mplexctl.cli import render
+from mplexctl.cli import render, takeback
 from mplexctl.cli.verb import Args, Report, Verb
 from mplexctl.errors import EXIT_DIFF, EXIT_OK, EXIT_USAGE
 
@@ -14,20 +14,31 @@ def _apply_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--check", action="store_true", help="print the plan, change nothing")
     p.add_argument(
-        "--force", action="store_true", help="replace XDP programs that mplex did not attach"
+        "--force",
+        action="store_true",
+        help="replace XDP programs that mplex did not attach; apply over a pending change",
     )
+    takeback.apply_flags(p)
 
 
 def cmd_apply(args: Args) -> Report:
-    from mplexctl.engine.apply import apply
-
-    result = apply(args.file, check=args.check, force=args.force)
-    warnings = result.plan.warnings
+    result, said = takeback.apply_with(args)  # --confirm-within, --boot
+    if result is None:  # --boot: FILE was taken back, and nothing was confirmed before it
+        data: dict[str, object] = {
+            "changed": False, "check": False, "generation": None, "plan": [],
+            "before": {"interfaces": {}}, "after": {"interfaces": {}}, "verified": True,
+            "notes": [said], "compiles": 0, "checkpoint": None, "pending_until": None,
+            "reverts_to": None,
+        }  # fmt: skip
+        return Report(data=data) if args.json else Report(text=said)
+    warnings = (*result.plan.warnings, *([said] if said else []))
     if args.json:
         return Report(data=result.as_dict(), warnings=warnings)
     lines = [render.plan_text(result.plan), *result.notes]
     if result.check and not result.plan.empty:
         lines.append("check mode: nothing changed")
+    elif result.pending is not None:
+        lines.append(takeback.pending_line(result))
     elif result.changed and not result.check:
         lines.append(f"applied generation {result.generation}; verified (re-probe: no changes)")
     return Report(text="\n".join(lines), warnings=warnings)

@@ -9,7 +9,7 @@ import sys
 from typing import Any, NoReturn
 
 from mplexctl import __version__
-from mplexctl.cli import config_verbs, host_verbs, prove, render
+from mplexctl.cli import config_verbs, host_verbs, prove, render, takeback
 from mplexctl.cli.verb import Args, Report, Verb
 from mplexctl.errors import (
     EXIT_INTERNAL,
@@ -28,6 +28,7 @@ VERBS: tuple[Verb, ...] = (
     *config_verbs.VERBS,
     *host_verbs.VERBS,
     *prove.VERBS,  # test, explain
+    *takeback.VERBS,  # history, rollback, confirm
 )
 
 NETNS_HELP = "operate inside this named network namespace (as ip -n)"
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             from mplexctl.backend.host import enter_netns
 
             enter_netns(args.netns)
+        for line in takeback.settle_first():  # an expired confirm window is reverted first
+            _err(line)
         report = verb.run(args)
     except MplexError as exc:
         return _failure(exc, args, verb.any_error or exc.exit_code, as_json)

@@ -16,7 +16,9 @@ from mplexctl.accel import noop, overlap, reprobe
 from mplexctl.backend import host
 from mplexctl.compiler.build import Build, compile_config
 from mplexctl.config import load_config
+from mplexctl.engine import confirm, faults, rollback
 from mplexctl.engine.execute import execute
+from mplexctl.engine.history import Journal, Origin, Pending, Recorder
 from mplexctl.engine.plan import Plan, plan
 from mplexctl.engine.probe import probe
 from mplexctl.engine.state import LiveState, desired_services, readable_state
@@ -34,6 +36,8 @@ class ApplyResult:
     check: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
     compiles: int = 0
+    checkpoint: int | None = None  # history's sequence number of this apply
+    pending: Pending | None = None  # the confirm window this apply armed
 
     @property
     def before(self) -> dict[str, Any]:
@@ -54,6 +58,9 @@ class ApplyResult:
             "check": self.check,
             "notes": [*self.plan.notes, *self.plan.warnings, *self.notes],
             "compiles": self.compiles,
+            "checkpoint": self.checkpoint,
+            "pending_until": self.pending.deadline if self.pending else None,
+            "reverts_to": self.pending.reverts_to if self.pending else None,
         }
 
 
@@ -113,13 +120,34 @@ def plan_file(path: str, *, force: bool = False) -> Plan:
     return plan(compile_config(load_config(path)), probe(), force=force)
 
 
-def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult:
-    """Make the live state what the file says (check: only say what that would change)."""
-    source = noop.source_digest(path)  # accel: the file's digest; None when off
+APPLY = Origin()
+
+
+def apply(
+    path: str,
+    *,
+    check: bool = False,
+    force: bool = False,
+    confirm_within: float | None = None,
+    origin: Origin = APPLY,
+) -> ApplyResult:
+    """Make the live state what the file says (check: only say what that would change), and
+    record it in history (engine/history.py); with confirm_within, the change reverts unless
+    confirmed in time (engine/confirm.py). `origin`: a rollback or revert re-applying a
+    checkpoint's bytes."""
+    raw = read_source(path)
+    source = noop.source_digest(path, raw)  # accel: the file's digest; None when off
     with host.host_lock():
+        journal = Journal.here()
+        stacked = None  # exit 4 while a change is pending (unless --force: stack onto it)
+        if not check and origin.kind == "apply":
+            stacked = confirm.refuse_stacking(journal, force)
+        rec = Recorder(journal, raw, path, source or "", origin)
         unchanged = noop.unchanged(source)  # accel: the live state if nothing changed
         if unchanged is not None:
-            return nothing_to_do(unchanged, check)
+            if not check:
+                rec.unchanged(next(iter(unchanged.programs().values())).generation)
+            return nothing_to_do(unchanged, check, rec.notes)
         loaded = overlap.load_and_probe(path)  # accel: parse while probing
         build, live = loaded if loaded is not None else load_then_probe(path)
         names = {i.name for i in build.config.interfaces}
@@ -129,6 +157,7 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
         if check or p.empty:
             if not check:
                 noop.restamp(live, build, stamp)  # accel: e.g. only comments changed
+                rec.unchanged(build.generation)  # history: only when it does not end with it
             return ApplyResult(
                 changed=not p.empty,
                 generation=build.generation,
@@ -136,10 +165,33 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
                 views=_views(live, names, build),
                 verified=p.empty,
                 check=check,
+                notes=tuple(rec.notes),
             )
-        host.ensure_bpffs()
-        outcome = execute(p, build, live, stamp)
-        after = verify(build, p, live, force=force)
+        window = confirm.prepare(journal, live, confirm_within, stacked)  # before any change
+        pending = confirm.arm(journal, window) if window else None  # its watchdog runs now
+        if window is None:
+            rec.start(build.generation)  # written while the kernel work runs, kept if verified
+        try:
+            host.ensure_bpffs()
+            outcome = execute(p, build, live, stamp)
+            faults.drift_point("before-verify")  # test hook
+            after, leftover = verify(build, p, live, force=force)
+        except BaseException:
+            rec.drop()
+            if window:
+                confirm.disarm(journal, window)
+            raise
+        if not leftover.empty:
+            if window:
+                confirm.disarm(journal, window)
+            rec.failed(build.generation)
+            if origin.kind in ("apply", "boot"):  # put the generation live before back
+                raise rollback.after_failed_verify(journal, live, leftover)
+            lines = "; ".join(c.detail for c in leftover.changes) or "state still differs"
+            raise KernelError(f"verification failed after apply: {lines}")
+        if window and pending:
+            pending = confirm.started(journal, window, pending)  # counts from now
+        ck = rec.verified(build.generation, pending)
     return ApplyResult(
         changed=True,
         generation=build.generation,
@@ -147,9 +199,21 @@ def apply(path: str, *, check: bool = False, force: bool = False) -> ApplyResult
         views=_views(live, names, after),
         verified=True,
         check=False,
-        notes=tuple(outcome.notes),
+        notes=(*outcome.notes, *rec.notes),
         compiles=outcome.compiles,
+        checkpoint=ck.seq if ck else None,
+        pending=pending,
     )
+
+
+def read_source(path: str) -> bytes:
+    """The config file's bytes (history records them exactly)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        load_config(path)  # raises the ConfigError that names the file and the reason
+        raise
 
 
 def load_then_probe(path: str) -> tuple[Build, LiveState]:
@@ -158,7 +222,7 @@ def load_then_probe(path: str) -> tuple[Build, LiveState]:
     return build, probe()
 
 
-def nothing_to_do(live: LiveState, check: bool) -> ApplyResult:
+def nothing_to_do(live: LiveState, check: bool, notes: list[str]) -> ApplyResult:
     """The result of an apply that found the live state already as the file says."""
     gen = next(iter(live.programs().values())).generation
     return ApplyResult(
@@ -168,24 +232,26 @@ def nothing_to_do(live: LiveState, check: bool) -> ApplyResult:
         views=_views(live, set(), live),
         verified=True,
         check=check,
+        notes=tuple(notes),
     )
 
 
-def verify(build: Build, p: Plan, before: LiveState, *, force: bool) -> LiveState:
-    """Probe again and plan again: after an apply, nothing may be left to do."""
+def verify(build: Build, p: Plan, before: LiveState, *, force: bool) -> tuple[LiveState, Plan]:
+    """Probe again and plan again: after an apply, nothing may be left to do (the second
+    plan is empty; apply rolls back when it is not)."""
     after = probe(expect=reprobe.expected(p, before, build))  # accel: confirm in bulk
-    leftover = plan(build, after, force=force)
-    if not leftover.empty:
-        lines = "; ".join(c.detail for c in leftover.changes) or "state still differs"
-        raise KernelError(f"verification failed after apply: {lines}")
-    return after
+    return after, plan(build, after, force=force)
 
 
-def detach(names: list[str] | None) -> list[str]:
-    """Remove mplex programs (all, or from the named interfaces); never anyone else's."""
+def detach(names: list[str] | None, *, taking_back: bool = False) -> list[str]:
+    """Remove mplex programs (all, or from the named interfaces); never anyone else's. Refused
+    while a change is pending confirmation (its window would re-attach at the deadline) unless
+    it is a revert or rollback (`taking_back`)."""
     from mplexctl.engine.execute import detach_interface
 
     with host.host_lock():
+        if not taking_back:
+            confirm.refuse_stacking(Journal.here(), force=False, verb="detach")
         live = probe()
         targets = names if names else [s.name for s in live.mplex_interfaces()]
         done = []
