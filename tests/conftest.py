@@ -4,6 +4,8 @@ tests need root (fail without it, never skip)."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,24 @@ import yaml
 
 from mplexctl.config import yamlsrc
 from tests.lab import Lab
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """History, pending confirmations and the watchdog's log go to a scratch directory of this
+    run (inherited by every mplexctl the tests start), never /var/lib or /var/log."""
+    if not os.environ.get("MPLEXCTL_STATE_DIR"):
+        scratch = tempfile.mkdtemp(prefix="mplexctl-tests-")
+        os.environ["MPLEXCTL_STATE_DIR"] = os.path.join(scratch, "state")
+        os.environ["MPLEXCTL_LOG_DIR"] = os.path.join(scratch, "log")
+        _scratch.append(scratch)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for scratch in _scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+_scratch: list[str] = []
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

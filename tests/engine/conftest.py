@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,13 @@ class Host:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
+    with new_host(tmp_path) as h:
+        yield h
+
+
+@contextmanager
+def new_host(tmp_path: Path) -> Iterator[Host]:
+    """A fresh netns with a veth pair (both ends up inside), deleted afterwards."""
     if os.geteuid() != 0:
         pytest.fail("kernel tests need root (BPF, XDP, network namespaces)")
     tag = secrets.token_hex(4)
