@@ -141,9 +141,19 @@ class Deployment:
         path = self.root / "inventory" / "host_vars" / f"{host_name(site)}.yml"
         path.write_text(yaml.safe_dump({"mplex_config": config}, sort_keys=False))
 
-    def play(self, *args: str) -> Run:
+    def command(self, *args: str, playbook: str = "site.yml") -> tuple[list[str], Path]:
+        """The ansible-playbook command line (run in self.root with self.env) and its record."""
         self.runs += 1
         record = self.root / f"record-{self.runs}.json"
+        return [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            str(self.root / "inventory"),
+            playbook,
+            *args,
+        ], record
+
+    def env(self, record: Path) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
@@ -158,10 +168,14 @@ class Deployment:
                 "MPLEX_RECORD": str(record),
             }
         )
+        return env
+
+    def play(self, *args: str, playbook: str = "site.yml") -> Run:
+        argv, record = self.command(*args, playbook=playbook)
         r = subprocess.run(
-            [str(ANSIBLE_PLAYBOOK), "-i", str(self.root / "inventory"), "site.yml", *args],
+            argv,
             cwd=self.root,
-            env=env,
+            env=self.env(record),
             capture_output=True,
             text=True,
             check=False,
@@ -276,7 +290,7 @@ def test_role_on_three_namespace_hosts(lab_factory: Any) -> None:
         assert_routing(site, routes_for(site))
         unit = dep.unit_path(site)
         text = unit.read_text()
-        assert f"apply {dep.config_path(site)} --netns {site.netns}\n" in text
+        assert f"apply --boot {dep.config_path(site)} --netns {site.netns}\n" in text
         assert "After=network-online.target" in text and "Type=oneshot" in text
         verify_unit(unit)
         link = dep.systemd_dir(site) / "multi-user.target.wants" / unit.name

@@ -23,6 +23,7 @@ REPO = HERE.parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 ROLE = REPO / "roles" / "mplex"
 MODULE = ROLE / "library" / "mplex_apply.py"
+CONFIRM_MODULE = ROLE / "library" / "mplex_confirm.py"
 EXAMPLES = REPO / "examples" / "ansible"
 
 
@@ -90,7 +91,7 @@ def test_example_wheel_version_comes_from_the_package(tmp_path: Path) -> None:
 
 def test_examples_syntax_check() -> None:
     r = subprocess.run(
-        [str(tool("ansible-playbook")), "--syntax-check", "site.yml", "remove.yml"],
+        [str(tool("ansible-playbook")), "--syntax-check", "site.yml", "remove.yml", "rollout.yml"],
         cwd=EXAMPLES,
         capture_output=True,
         text=True,
@@ -113,14 +114,15 @@ def test_argument_specs_cover_every_default() -> None:
     assert options["mplex_state"]["choices"] == ["present", "absent"]
 
 
-def test_module_documentation_matches_its_argument_spec() -> None:
+@pytest.mark.parametrize("module", [MODULE, CONFIRM_MODULE], ids=lambda p: p.stem)
+def test_module_documentation_matches_its_argument_spec(module: Path) -> None:
     r = subprocess.run(
         [
             str(VENV_BIN / "python"),
             "-c",
             "import runpy, json, sys; m = runpy.run_path(sys.argv[1]); "
             "print(json.dumps({'doc': m['DOCUMENTATION'], 'spec': m['ARGUMENT_SPEC']}))",
-            str(MODULE),
+            str(module),
         ],
         capture_output=True,
         text=True,
@@ -134,6 +136,12 @@ def test_module_documentation_matches_its_argument_spec() -> None:
         assert doc[name]["type"] == opt["type"], name
         assert doc[name].get("default") == opt.get("default"), name
         assert doc[name].get("choices") == opt.get("choices"), name
+        for sub, sub_opt in (opt.get("options") or {}).items():
+            sub_doc = doc[name]["suboptions"][sub]
+            assert (sub_doc["type"], sub_doc.get("default")) == (
+                sub_opt["type"],
+                sub_opt.get("default"),
+            ), f"{name}.{sub}"
 
 
 # --- the role's checks and the validate path (no kernel: nothing gets as far as applying) ---
@@ -227,6 +235,7 @@ printf '%s\\n' "$@" >> "$STUB_DIR/argv"
 echo --- >> "$STUB_DIR/argv"
 verb=$1
 cat "$STUB_DIR/$verb.out" 2>/dev/null
+[ -f "$STUB_DIR/$verb.next" ] && mv "$STUB_DIR/$verb.next" "$STUB_DIR/$verb.out"
 [ -f "$STUB_DIR/$verb.err" ] && sed "s|@FILE@|$3|g" "$STUB_DIR/$verb.err" >&2
 exit "$(cat "$STUB_DIR/$verb.rc" 2>/dev/null || echo 0)"
 """
@@ -257,13 +266,19 @@ class Stub:
                 cur.append(line)
         return out
 
-    def run(self, check: bool = False, diff: bool = False, **params: Any) -> dict[str, Any]:
+    def then(self, verb: str, out: Any) -> None:
+        """What the verb's next call prints (after the one answer() set)."""
+        (self.root / f"{verb}.next").write_text(json.dumps(out))
+
+    def run(
+        self, check: bool = False, diff: bool = False, module: Path = MODULE, **params: Any
+    ) -> dict[str, Any]:
         args = {"bin": str(self.bin), "_ansible_check_mode": check, "_ansible_diff": diff}
         args.update(params)
         argfile = self.root / "args.json"
         argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
         r = subprocess.run(
-            ["/usr/bin/python3", str(MODULE), str(argfile)],
+            ["/usr/bin/python3", str(module), str(argfile)],
             env={
                 **os.environ,
                 "STUB_DIR": str(self.root),
@@ -390,3 +405,54 @@ def test_module_without_mplexctl(stub: Stub) -> None:
     assert res["changed"] is False and res["warnings"]
     res = stub.run(path="/etc/mplex/config.yaml", bin=missing)
     assert res["failed"] is True and "mplexctl not found" in res["msg"]
+
+
+def counters_row(prog_id: int, rewrite: int, drop: int) -> list[dict[str, Any]]:
+    verdicts = {"rewrite": {"packets": rewrite}, "drop_unknown_tag": {"packets": drop}}
+    return [
+        {"interface": "eth0", "owner": "mplex", "prog_id": prog_id,
+         "services": {"telemetry": {"verdicts": verdicts}}},
+        {"interface": "eth1", "owner": "foreign", "prog_id": 9, "services": {}},
+    ]  # fmt: skip
+
+
+def test_confirm_module_without_a_gate_confirms(stub: Stub) -> None:
+    stub.answer("confirm", {"changed": True, "confirmed": [4], "generation": "g2", "msg": "ok"})
+    res = stub.run(module=CONFIRM_MODULE, netns="blue", expect_pending=True)
+    assert res["changed"] is True and res["confirmed"] == [4] and not res["rolled_back"]
+    assert stub.calls() == [["confirm", "--json", "--netns", "blue"]]
+    stub.answer("confirm", {"changed": False, "confirmed": [], "msg": "nothing to confirm: x"})
+    res = stub.run(module=CONFIRM_MODULE, expect_pending=True)
+    assert res["failed"] is True and "nothing to confirm: x" in res["msg"]
+    assert stub.run(module=CONFIRM_MODULE)["changed"] is False  # nothing expected: fine
+
+
+def test_confirm_module_gate_fails_and_rolls_back(stub: Stub) -> None:
+    stub.answer("status", counters_row(7, rewrite=100, drop=10))
+    stub.then("status", counters_row(7, rewrite=110, drop=100))  # +10 rewritten, +90 dropped
+    stub.answer("rollback", {"changed": True, "rolled_back_to": {"seq": 1, "generation": "g1"}})
+    health = {"observe": 0, "max_drop_ratio": 0.05, "min_packets": 50}
+    res = stub.run(module=CONFIRM_MODULE, health=health)
+    assert res["failed"] is True and res["rolled_back"] is True, res
+    assert res["health"] == {
+        "packets": 100, "dropped": 90, "ratio": 0.9, "observe": 0, "passed": False
+    }  # fmt: skip
+    assert "90 of 100 service packets dropped" in res["msg"] and "ratio 0.900 > " in res["msg"]
+    assert "rolled back to generation g1" in res["msg"]
+    assert [c[0] for c in stub.calls()] == ["status", "status", "rollback"]
+
+
+def test_confirm_module_gate_passes(stub: Stub) -> None:
+    # a new program (id 8) restarts the counters: its packets count from zero
+    stub.answer("status", counters_row(7, rewrite=1000, drop=500))
+    stub.then("status", counters_row(8, rewrite=98, drop=2))
+    stub.answer("confirm", {"changed": True, "confirmed": [3], "generation": "g3", "msg": "ok"})
+    health = {"observe": 0, "max_drop_ratio": 0.05, "min_packets": 50}
+    res = stub.run(module=CONFIRM_MODULE, health=health)
+    assert res["changed"] is True and res["confirmed"] == [3], res
+    assert res["health"]["ratio"] == 0.02 and res["health"]["passed"] is True
+    # too few packets to judge: passes with a warning, even if all were dropped
+    stub.answer("status", counters_row(8, rewrite=0, drop=0))
+    stub.then("status", counters_row(8, rewrite=0, drop=10))
+    res = stub.run(module=CONFIRM_MODULE, health=health)
+    assert res["health"]["passed"] is True and "no traffic to judge" in json.dumps(res["warnings"])

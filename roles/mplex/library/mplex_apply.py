@@ -53,6 +53,14 @@ options:
     description: Replace an XDP program that mplex did not attach (C(mplexctl apply --force)).
     type: bool
     default: false
+  confirm_within:
+    description:
+      - Apply with C(mplexctl apply --confirm-within) (for example C(2m); 5s .. 1h). The
+        change reverts itself on the host unless C(mplexctl confirm) runs within that time
+        (the role's C(mplex_confirm) module does, after its health gate). Empty for none.
+      - Ignored in check mode and when nothing changes.
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -96,6 +104,14 @@ notes:
   description: mplexctl's notes (for example the XDP mode that auto resolved to).
   type: list
   returned: state=present
+pending_until:
+  description: With I(confirm_within), when the change reverts unless confirmed (unix time).
+  type: float
+  returned: state=present
+reverts_to:
+  description: With I(confirm_within), the generation it reverts to (null when that detaches).
+  type: str
+  returned: state=present
 """
 
 ERROR_PREFIX = "mplexctl: error: "
@@ -106,6 +122,7 @@ ARGUMENT_SPEC = {
     "bin": {"type": "path", "default": "mplexctl"},
     "netns": {"type": "str", "default": ""},
     "force": {"type": "bool", "default": False},
+    "confirm_within": {"type": "str", "default": ""},
 }
 
 
@@ -194,6 +211,8 @@ def apply_present(module, cli):
                 f.write(content)
     if module.params["force"]:
         args.append("--force")
+    if module.params["confirm_within"] and not module.check_mode:
+        args += ["--confirm-within", module.params["confirm_within"]]
     data = cli.run("apply", cli.tmp_path or path, *args)
     if not isinstance(data, dict):
         module.fail_json(msg="mplexctl apply --json printed no JSON object", stdout=data)
@@ -208,6 +227,8 @@ def apply_present(module, cli):
         "after": after,
         "verified": bool(data.get("verified")),
         "notes": data.get("notes") or [],
+        "pending_until": data.get("pending_until"),
+        "reverts_to": data.get("reverts_to"),
     }
     if module._diff:
         result["diff"] = {
