@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import configs, netlab
+from benchmarks import configs, history_cost, netlab
 from benchmarks.report import PartResult
 from benchmarks.stats import median
 
@@ -48,8 +48,9 @@ def run_control(quick: bool = False) -> PartResult:
     cold_reps = 2 if quick else 3
     rss: dict[str, int] = {}
     scaling: dict[str, float] = {}
-    with netlab.lab() as lb:
+    with history_cost.state_dir(), netlab.lab() as lb:
         ns, dev = lb.ns_rx, lb.dev_rx
+        history_rows(res, history_cost.measure(ns, dev, lb.workdir, 10 if quick else 30))
         for n in sizes:
             base = write(lb, f"r{n}.yaml", configs.config_text(dev, n))
             one = write(lb, f"r{n}-one.yaml", configs.config_text(dev, n, first_port=5101))
@@ -108,6 +109,23 @@ def run_control(quick: bool = False) -> PartResult:
     res.row("route map dump: batched lookup, 65,536 routes (each probe)", dump, "s")
     res.check("65,536-route map fill <= 0.25 s", f"{fill:.3f} s", fill <= 0.25)
     return res
+
+
+def history_rows(res: PartResult, cost: dict[str, dict[str, float]]) -> None:
+    """Issue #13: what recording history costs per apply (see benchmarks/history_cost.py)."""
+    for n, c in cost.items():
+        size = f"{int(n):,} routes"
+        res.row(f"history in a one-route change, {size}", c["change"] * 1e3, "ms")
+        res.row(f"history in a no-op apply, {size}", c["noop"] * 1e3, "ms")
+        res.row(
+            f"history record written synchronously, {size}",
+            c["sync"] * 1e3,
+            "ms",
+            note="comparison: write+fsync+rename in the apply's thread",
+        )
+        res.row(f"every verb's pending-window check, {size}", c["verb"] * 1e3, "ms")
+    worst = max(max(c["change"], c["noop"]) for c in cost.values())
+    res.check("history <= 5 ms per apply", f"{worst * 1e3:.2f} ms", worst <= 0.005)
 
 
 def map_fill(reps: int) -> tuple[float, float]:
