@@ -407,21 +407,21 @@ def test_module_without_mplexctl(stub: Stub) -> None:
     assert res["failed"] is True and "mplexctl not found" in res["msg"]
 
 
-def counters_row(prog_id: int, rewrite: int, drop: int) -> list[dict[str, Any]]:
+def counters_row(prog_id: int, rewrite: int, drop: int) -> dict[str, Any]:
     verdicts = {"rewrite": {"packets": rewrite}, "drop_unknown_tag": {"packets": drop}}
-    return [
+    return {"failed": False, "exit_code": 0, "interfaces": [
         {"interface": "eth0", "owner": "mplex", "prog_id": prog_id,
          "services": {"telemetry": {"verdicts": verdicts}}},
         {"interface": "eth1", "owner": "foreign", "prog_id": 9, "services": {}},
-    ]  # fmt: skip
+    ]}  # fmt: skip
 
 
 def test_confirm_module_without_a_gate_confirms(stub: Stub) -> None:
-    stub.answer("confirm", {"changed": True, "confirmed": [4], "generation": "g2", "msg": "ok"})
+    stub.answer("confirm", {"changed": True, "confirmed": [4], "generation": "g2", "message": "ok"})
     res = stub.run(module=CONFIRM_MODULE, netns="blue", expect_pending=True)
     assert res["changed"] is True and res["confirmed"] == [4] and not res["rolled_back"]
     assert stub.calls() == [["confirm", "--json", "--netns", "blue"]]
-    stub.answer("confirm", {"changed": False, "confirmed": [], "msg": "nothing to confirm: x"})
+    stub.answer("confirm", {"changed": False, "confirmed": [], "message": "nothing to confirm: x"})
     res = stub.run(module=CONFIRM_MODULE, expect_pending=True)
     assert res["failed"] is True and "nothing to confirm: x" in res["msg"]
     assert stub.run(module=CONFIRM_MODULE)["changed"] is False  # nothing expected: fine
@@ -446,7 +446,7 @@ def test_confirm_module_gate_passes(stub: Stub) -> None:
     # a new program (id 8) restarts the counters: its packets count from zero
     stub.answer("status", counters_row(7, rewrite=1000, drop=500))
     stub.then("status", counters_row(8, rewrite=98, drop=2))
-    stub.answer("confirm", {"changed": True, "confirmed": [3], "generation": "g3", "msg": "ok"})
+    stub.answer("confirm", {"changed": True, "confirmed": [3], "generation": "g3", "message": "ok"})
     health = {"observe": 0, "max_drop_ratio": 0.05, "min_packets": 50}
     res = stub.run(module=CONFIRM_MODULE, health=health)
     assert res["changed"] is True and res["confirmed"] == [3], res

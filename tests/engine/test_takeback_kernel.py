@@ -258,7 +258,7 @@ def test_torn_record_is_reported_not_fatal(reap: Host) -> None:
     assert r.returncode == 0 and "unreadable checkpoint" in r.stderr
     assert len(r.stdout.splitlines()) == 4  # header, 2 checkpoints, footer
     r = host.cli("history", "--json")
-    assert r.returncode == 0 and len(json.loads(r.stdout)["problems"]) == 1
+    assert r.returncode == 0 and len(json.loads(r.stdout)["unreadable"]) == 1
     assert host.cli("rollback").returncode == 0 and diff_rc(host, a) == 0
 
 
@@ -310,7 +310,7 @@ def test_contract_windows_revert_and_confirm(hosts: Any) -> None:
     assert pending(kept) is None and [s for _, s in states(kept)] == ["confirmed", "confirmed"]
     r = kept.cli("confirm", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["changed"] is False
-    assert "nothing to confirm" in json.loads(r.stdout)["msg"]
+    assert "nothing to confirm" in json.loads(r.stdout)["message"]
 
     started = time.monotonic()
     r = lapsed.cli("apply", str(b2), "--confirm-within", "5s", "--json")

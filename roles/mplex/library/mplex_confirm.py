@@ -123,8 +123,9 @@ def run(module, verb):
     return data
 
 
-def counters(rows):
+def counters(doc):
     """Service packets per (interface, program, service, verdict) of every mplex program."""
+    rows = doc.get("interfaces") if isinstance(doc, dict) else doc  # status --json
     out = {}
     for row in rows if isinstance(rows, list) else []:
         if not isinstance(row, dict) or row.get("owner") != "mplex":
@@ -193,7 +194,7 @@ def main():
     confirmed = data.get("confirmed") or []
     if module.params["expect_pending"] and not confirmed:
         module.fail_json(
-            msg=f"nothing was confirmed: {data.get('msg')}", rolled_back=False, health=measured
+            msg=f"nothing was confirmed: {data.get('message')}", rolled_back=False, health=measured
         )
     result = {
         "changed": bool(confirmed),
