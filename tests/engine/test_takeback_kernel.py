@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli.jsondoc import check
 from tests.engine.conftest import ROOT, Host, new_host
 from tests.engine.kernel_helpers import route_of
 
@@ -51,7 +52,7 @@ def pending(host: Host) -> dict[str, Any] | None:
 def history(host: Host) -> list[dict[str, Any]]:
     r = host.cli("history", "--json")
     assert r.returncode == 0, r.stderr
-    rows: list[dict[str, Any]] = json.loads(r.stdout)["checkpoints"]
+    rows: list[dict[str, Any]] = check(r.stdout, "history", 0)["checkpoints"]
     return rows
 
 
@@ -163,8 +164,8 @@ def test_history_and_rollback_of_a_map_only_change(reap: Host) -> None:
     text = host.cli("history").stdout.splitlines()
     assert text[1].startswith("*") and gen_b in text[1] and "confirmed" in text[1]
 
-    check = host.cli("rollback", "--check", "--json")
-    assert check.returncode == 0 and json.loads(check.stdout)["check"] is True
+    planned = host.cli("rollback", "--check", "--json")
+    assert planned.returncode == 0 and check(planned.stdout, "rollback", 0)["check"] is True
     assert route_of(prog, b"600") == 5009 and diff_rc(host, b) == 0
 
     r = host.cli("rollback")
@@ -182,7 +183,10 @@ def test_history_and_rollback_of_a_map_only_change(reap: Host) -> None:
 
     # --to a generation (a prefix will do); then one that history does not know: exit 2
     r = host.cli("rollback", "--to", gen_b[:6], "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["rolled_back_to"]["generation"] == gen_b
+    assert r.returncode == 0 and check(r.stdout, "rollback", 0)["rolled_back_to"] == {
+        "seq": 2,
+        "generation": gen_b,
+    }
     assert diff_rc(host, b) == 0
     r = host.cli("rollback", "--to", "0000ffff")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
@@ -196,7 +200,7 @@ def test_nothing_to_roll_back_to_exits_2(reap: Host) -> None:
     host.apply(host.config())
     r = host.cli("rollback", "--json")
     assert r.returncode == 2 and "nothing to roll back to" in r.stderr
-    assert json.loads(r.stdout)["exit_code"] == 2
+    assert check(r.stdout, "failure", 2)["failed"] is True
 
 
 def test_rollback_of_a_program_swap(reap: Host) -> None:
@@ -309,13 +313,13 @@ def test_contract_windows_revert_and_confirm(hosts: Any) -> None:
     confirmed_at = time.monotonic()
     assert pending(kept) is None and [s for _, s in states(kept)] == ["confirmed", "confirmed"]
     r = kept.cli("confirm", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["changed"] is False
+    assert r.returncode == 0 and check(r.stdout, "confirm", 0)["changed"] is False
     assert "nothing to confirm" in json.loads(r.stdout)["message"]
 
     started = time.monotonic()
     r = lapsed.cli("apply", str(b2), "--confirm-within", "5s", "--json")
     assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    doc = check(r.stdout, "apply", 0)
     assert doc["reverts_to"] and doc["pending_until"]
     refused = lapsed.cli("apply", str(c2), "--confirm-within", "5s")
     assert refused.returncode == 4 and "pending confirmation" in refused.stderr
