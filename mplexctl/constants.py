@@ -45,10 +45,12 @@ TAG_MAX_LEN: Final = 8
 # carries the seed of its table's hash and the probe bound (longest displacement + 1); a lookup
 # probes at most that many slots from the home slot, never wrapping (ROUTE_PROBES_MAX slots of
 # slack follow the 2**ROUTE_BITS home slots) and stops at an EMPTY slot. The table has
-# ROUTE_TABLE_FACTOR slots per route of limits.routes, so it is at most half full even while
-# a service's old and new tables are both present (a table swap).
+# ROUTE_TABLE_FACTOR slots per route of limits.routes, so it is at most a quarter full even
+# while a service's old and new tables are both present (a table swap). At half full, a new
+# table of limits.routes tags placed around the old one needed more than ROUTE_PROBES_MAX
+# probes for most seeds (a full-table change at the limit failed); at a quarter, 1 in ~60.
 ROUTE_PROBES_MAX: Final = 16
-ROUTE_TABLE_FACTOR: Final = 4
+ROUTE_TABLE_FACTOR: Final = 8
 ROUTE_KEY_EMPTY: Final = 0
 ROUTE_KEY_TOMBSTONE: Final = 0xFFFF
 # Home slot: x = tag * (seed | 1); x ^= x >> ROUTE_HASH_SHIFT; x *= ROUTE_HASH_MUL (mod 2**64);

@@ -66,3 +66,18 @@ def test_table_swap_keeps_counters_of_kept_routes_only(host: Host) -> None:
     doc = host.apply(_config(host, 2, {"ab": 6001, "xy": 6002}))
     assert "table" in {c["action"] for c in doc["plan"]}
     assert _packets(host) == {"ab": 0, "xy": 0}
+
+
+def test_full_table_change_at_the_routes_limit(host: Host) -> None:
+    """Every route of a table at limits.routes re-targeted, twice: the new table is placed
+    beside the live one (a table swap) within the probe bound, whatever the seeds."""
+    n = 4096
+    head = f"limits: {{routes: {n}}}\n"
+    first = {f"{i:03x}": 5001 + i % 7 for i in range(n)}
+    second = {tag: port + 1 for tag, port in first.items()}
+    host.apply(host.config(first, head=head))
+    for routes in (second, first):
+        doc = host.apply(host.config(routes, head=head))
+        assert {c["action"] for c in doc["plan"]} == {"table"}, doc["plan"]
+        live = host.status()["services"]["telemetry"]["routes"]
+        assert {tag: r["port"] for tag, r in live.items()} == routes
