@@ -5,6 +5,7 @@ from __future__ import annotations
 SERVICE_PORT = 5000
 BACKENDS = {b"600": 5001, b"601": 5002, b"602": 5003}
 UNKNOWN_TAG = b"999"
+BAD_LEN = 200  # a payload length outside every window
 NON_SERVICE_PORT = 6000
 
 

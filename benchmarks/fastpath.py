@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from benchmarks import configs, frames
+from benchmarks import configs
 from benchmarks.control import fdinfo_memlock
 from benchmarks.report import PartResult
 from benchmarks.stats import median
@@ -32,6 +32,7 @@ from mplexctl.compiler.build import Build, RouteEntry, compile_config
 from mplexctl.config import parse_config
 from mplexctl.engine.execute import _service_op
 from mplexctl.engine.plan import ServiceOp
+from tests.support.frames import payload, udp_frame
 
 PATHS = ("rewrite", "drop_unknown_tag", "drop_length", "non_service", "worst_miss")
 VARIANTS = ("ref", "new")
@@ -74,7 +75,7 @@ def crafted_miss(pm: ProgramMaps, routes: set[bytes], tries: int = 400_000) -> t
 
 def _miss_frame(tag: bytes, kind: str) -> bytes:
     ipv6, vlan = KINDS[kind]
-    return frames.udp_frame(configs.SERVICE_PORT, frames.payload(tag), ipv6=ipv6, vlan=vlan)
+    return udp_frame(payload(tag), configs.SERVICE_PORT, 6 if ipv6 else 4, vlan=vlan)
 
 
 def _route_op(build: Build, tag: bytes, port: int) -> tuple[Build, ServiceOp]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from benchmarks.control import cli, fdinfo_memlock
 from benchmarks.report import PartResult
 from benchmarks.stats import median, run
 from mplexctl.backend import bpfsys
+from tests.support.netns import Netlab, link_mac
 
 COUNTS = (1, 4, 8)
 EXTRA_SERVICE = (
@@ -58,32 +57,25 @@ class ManyLab:
 
 @contextmanager
 def many_lab(n: int = max(COUNTS)) -> Iterator[ManyLab]:
-    h = secrets.token_hex(3)
-    lb = ManyLab(f"mpxb-{h}-mi", f"mpxb-{h}-mt", workdir=tempfile.mkdtemp(prefix=f"mpxb-{h}-"))
-    made: list[str] = []
-    try:
-        for ns in (lb.ns, lb.ns_tx):
-            run(["ip", "netns", "add", ns])
-            made.append(ns)
-        for i in range(n):
-            dev, peer = f"mpxb{h}r{i}", f"mpxb{h}t{i}"
-            run(["ip", "link", "add", peer, "netns", lb.ns_tx, "type", "veth",
-                 "peer", "name", dev, "netns", lb.ns])  # fmt: skip
-            run(["ip", "-n", lb.ns, "addr", "add", f"{lb.dst_ip(i)}/24", "dev", dev])
-            run(["ip", "-n", lb.ns_tx, "addr", "add", f"10.78.{i}.1/24", "dev", peer])
-            for ns, d in ((lb.ns, dev), (lb.ns_tx, peer)):
-                run(["ip", "-n", ns, "link", "set", d, "up"])
-            run(["ip", "netns", "exec", lb.ns_tx, "ethtool", "-K", peer, "tx", "off"])
-            mac = run(["ip", "-n", lb.ns, "-br", "link", "show", dev]).split()[2]
-            run(["ip", "-n", lb.ns_tx, "neigh", "replace", lb.dst_ip(i), "lladdr", mac,
-                 "dev", peer])  # fmt: skip
-            lb.devs.append(dev)
-            lb.peers.append(peer)
-        yield lb
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        shutil.rmtree(lb.workdir, ignore_errors=True)
+    """n veth pairs between an appliance netns and a sender netns (tests/support/netns.py)."""
+    with Netlab("mpxb", hex_digits=6) as net:
+        h = net.hex
+        lb = ManyLab(f"mpxb-{h}-mi", f"mpxb-{h}-mt", workdir=tempfile.mkdtemp(prefix=f"mpxb-{h}-"))
+        try:
+            net.add_netns(lb.ns)
+            net.add_netns(lb.ns_tx)
+            for i in range(n):
+                dev, peer = f"mpxb{h}r{i}", f"mpxb{h}t{i}"
+                net.add_veth(lb.ns_tx, peer, lb.ns, dev)
+                net.address(lb.ns, dev, f"{lb.dst_ip(i)}/24")
+                net.address(lb.ns_tx, peer, f"10.78.{i}.1/24")
+                net.offloads_off(lb.ns_tx, peer, "tx")
+                net.neighbour(lb.ns_tx, peer, lb.dst_ip(i), link_mac(lb.ns, dev))
+                lb.devs.append(dev)
+                lb.peers.append(peer)
+            yield lb
+        finally:
+            shutil.rmtree(lb.workdir, ignore_errors=True)
 
 
 def config(devs: list[str], *, extra: bool = False, first_port: int | None = None) -> str:
@@ -250,7 +242,7 @@ def packet_path(res: PartResult, quick: bool) -> None:
 
 def e2e_two(lb: ManyLab, res: PartResult, quick: bool) -> None:
     """Two interfaces running the same program receive paced streams at once."""
-    from tests.engine.stream import Stream
+    from tests.support.traffic import Stream
 
     devs = lb.devs[:2]
     cli("apply", "--netns", lb.ns, lb.write("e2e.yaml", config(devs)))

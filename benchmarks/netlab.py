@@ -1,13 +1,12 @@
-"""Two namespaces joined by a veth pair, a C receiver, trafgen, and CPU/packet counters.
-
-Every name starts with mpxb-<hex>; only what this module created is ever deleted.
+"""Benchmark traffic tools: a C receiver, trafgen, and CPU/packet counters, on a lab of two
+namespaces joined by a veth pair (tests/support/netns.py builds it; names mpxb-<hex>; only
+what it created is ever deleted).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -19,8 +18,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from benchmarks import frames
 from benchmarks.stats import run
+from tests.support.frames import DST4, DST_MAC, SRC4, SRC_MAC
+from tests.support.netns import Netlab, mac_text
 
 RX_CPU, TX_CPU = "1", "0"
 
@@ -52,29 +52,20 @@ class Lab:
 
 @contextmanager
 def lab() -> Iterator[Lab]:
-    h = secrets.token_hex(3)
-    lb = Lab(h, f"mpxb-{h}-tx", f"mpxb-{h}-rx", f"mpxb-{h}-t", f"mpxb-{h}-r", "")
-    lb.workdir = tempfile.mkdtemp(prefix=f"mpxb-{h}-")
-    made: list[str] = []
-    try:
-        for ns in (lb.ns_tx, lb.ns_rx):
-            run(["ip", "netns", "add", ns])
-            made.append(ns)
-        run(["ip", "link", "add", lb.dev_tx, "netns", lb.ns_tx, "type", "veth",
-             "peer", "name", lb.dev_rx, "netns", lb.ns_rx])  # fmt: skip
-        for ns, dev, mac, addr in (
-            (lb.ns_tx, lb.dev_tx, frames.SRC_MAC, "10.77.0.1/24"),
-            (lb.ns_rx, lb.dev_rx, frames.DST_MAC, "10.77.0.2/24"),
-        ):
-            lb.ip(ns, "link", "set", "dev", dev, "address", mac.hex(":"))
-            lb.ip(ns, "addr", "add", addr, "dev", dev)
-            lb.ip(ns, "link", "set", "dev", dev, "up")
-            lb.ip(ns, "link", "set", "dev", "lo", "up")
-        yield lb
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        shutil.rmtree(lb.workdir, ignore_errors=True)
+    """tx and rx namespaces, veth tx <-> rx with the frames' MACs and addresses."""
+    with Netlab("mpxb", hex_digits=6) as net:
+        h = net.tag
+        lb = Lab(h, f"{h}-tx", f"{h}-rx", f"{h}-t", f"{h}-r", tempfile.mkdtemp(prefix=f"{h}-"))
+        try:
+            net.add_netns(lb.ns_tx)
+            net.add_netns(lb.ns_rx)
+            net.add_veth(lb.ns_tx, lb.dev_tx, lb.ns_rx, lb.dev_rx, mac=SRC_MAC, peer_mac=DST_MAC)
+            net.address(lb.ns_tx, lb.dev_tx, f"{SRC4}/24")
+            net.address(lb.ns_rx, lb.dev_rx, f"{DST4}/24")
+            net.neighbour(lb.ns_tx, lb.dev_tx, DST4, mac_text(DST_MAC))
+            yield lb
+        finally:
+            shutil.rmtree(lb.workdir, ignore_errors=True)
 
 
 def build_rx(workdir: str) -> str:

@@ -8,9 +8,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import configs, frames, netlab
+from benchmarks import configs, netlab
 from benchmarks.control import cli
 from benchmarks.stats import run
+from tests.support.frames import payload, udp_frame
 
 NFT_TABLE = "mpxb"
 
@@ -129,7 +130,7 @@ def valid_frames(direct: bool) -> list[bytes]:
     out = []
     for tag, port in configs.BACKENDS.items():
         dport = port if direct else configs.SERVICE_PORT
-        out.append(frames.udp_frame(dport, frames.payload(tag)))
+        out.append(udp_frame(payload(tag), dport))
     return out
 
 
@@ -137,8 +138,8 @@ def flood_frames(direct: bool) -> list[bytes]:
     """20 frames: 2 valid (10 %), 9 with a bad length, 9 with an unknown tag."""
     valid = valid_frames(direct)[:2]
     port = configs.SERVICE_PORT
-    bad_len = frames.udp_frame(port, frames.payload(b"600", frames.BAD_LEN))
-    unknown = frames.udp_frame(port, frames.payload(configs.UNKNOWN_TAG))
+    bad_len = udp_frame(payload(b"600", configs.BAD_LEN), port)
+    unknown = udp_frame(payload(configs.UNKNOWN_TAG), port)
     out: list[bytes] = []
     for i in range(2):
         out.append(valid[i])

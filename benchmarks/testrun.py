@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import configs, frames
+from benchmarks import configs
 from benchmarks.report import PartResult
 from benchmarks.stats import median
 from mplexctl.backend import bpfsys, loader
@@ -21,6 +21,7 @@ from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import RouteEntry, compile_config
 from mplexctl.config import parse_config
+from tests.support.frames import l4_checksum_ok, payload, ports, udp_frame
 
 XDP_DROP, XDP_PASS = 1, 2
 KINDS = {
@@ -47,13 +48,13 @@ def frame_for(path: str, kind: str) -> bytes:
     ipv6, vlan = KINDS[kind]
     tag = b"600"
     if path == "drop_length":
-        data = frames.payload(tag, frames.BAD_LEN)
+        data = payload(tag, configs.BAD_LEN)
     elif path == "drop_unknown_tag":
-        data = frames.payload(configs.UNKNOWN_TAG)
+        data = payload(configs.UNKNOWN_TAG)
     else:
-        data = frames.payload(tag)
+        data = payload(tag)
     port = configs.NON_SERVICE_PORT if path == "non_service" else configs.SERVICE_PORT
-    return frames.udp_frame(port, data, ipv6=ipv6, vlan=vlan)
+    return udp_frame(data, port, 6 if ipv6 else 4, vlan=vlan)
 
 
 def check_real(fd: int, errors: list[str], label: str) -> None:
@@ -65,8 +66,8 @@ def check_real(fd: int, errors: list[str], label: str) -> None:
             want = XDP_PASS if path in ("rewrite", "non_service") else XDP_DROP
             ok = tr.retval == want
             if path == "rewrite":
-                ok = ok and frames.udp_dport(tr.data) == configs.BACKENDS[b"600"]
-                ok = ok and frames.verify_udp_checksum(tr.data)
+                ok = ok and ports(tr.data)[1] == configs.BACKENDS[b"600"]
+                ok = ok and l4_checksum_ok(tr.data)
             elif path == "non_service":
                 ok = ok and tr.data == fr
             if not ok:

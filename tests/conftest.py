@@ -1,5 +1,6 @@
-"""Shared fixtures: the two-host `lab`, both YAML back ends, the `accel` switch; kernel
-tests need root (fail without it, never skip)."""
+"""Shared fixtures (the labs come from tests/support/): the two-host `lab`; the appliance
+`host`, its `wire` and `multi`; both YAML back ends; the `accel` switch. Kernel tests need
+root (fail without it, never skip)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
 from mplexctl.config import yamlsrc
-from tests.lab import Lab
+from tests.support import hosts
+from tests.support.hosts import Host, Multi, Wire
+from tests.support.lab import Lab
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,6 +52,27 @@ def lab() -> Iterator[Lab]:
     """A fresh two-namespace lab (src -> veth -> dst), deleted afterwards whatever happens."""
     with Lab() as fresh:
         yield fresh
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    """A fresh appliance netns with a veth pair (`host.xdp`, `host.peer`), deleted after."""
+    if os.geteuid() != 0:
+        pytest.fail("kernel tests need root (BPF, XDP, network namespaces)")
+    with hosts.host(tmp_path) as h:
+        yield h
+
+
+@pytest.fixture
+def wire(host: Host) -> Wire:
+    """host.peer moved to a sender netns, with addresses: UDP flows to host.xdp."""
+    return hosts.wire(host)
+
+
+@pytest.fixture
+def multi(host: Host) -> Multi:
+    """Three more veth pairs in host.ns, their peers in a sender netns."""
+    return hosts.multi(host)
 
 
 @pytest.fixture(params=["libyaml", "python"])

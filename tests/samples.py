@@ -15,6 +15,7 @@ services:
     tag: {offset: 20, length: 3}
     routes: {"600": 5001, "601": 5002, "602": 5003}
 """
+BASE_HEAD = BASE.split("    routes:")[0]  # up to (not including) the routes
 
 # Block style, one service with one route. Line numbers (tests/config/test_invalid.py counts
 # on them): 1 version, 2 interfaces, 3 eth0, 4 services, 5 name, 6 protocol, 7 port,

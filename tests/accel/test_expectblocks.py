@@ -11,23 +11,12 @@ import pytest
 from mplexctl.accel import expectblocks
 from mplexctl.config import locate_text
 from mplexctl.config.yamlsrc import YamlSyntaxError, load_located
+from tests.samples import BASE_HEAD
 from tests.support.located import positions
 
 pytestmark = pytest.mark.unit
 
-HEAD = """\
-version: 1
-interfaces: [{name: eth0}]
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length: [{min: 290, max: 294}]
-    tag: {offset: 20, length: 3}
-    routes:
-      "600": 5001
-      "601": 5002
-"""
+HEAD = BASE_HEAD + '    routes:\n      "600": 5001\n      "601": 5002\n'
 NAMES = ["tag 600 reaches the first backend", '"quoted: name # here"', "x", "a.b (c)", "it's"]
 PACKETS = [
     '{protocol: udp, port: 5000, length: 292, tag: "600"}',

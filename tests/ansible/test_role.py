@@ -3,7 +3,7 @@ that are network namespaces of this machine (ansible_connection: local, mplex_ne
 
 Each host has its own namespace, veth and config (different routes), its own config path and
 boot-unit directory under a scratch directory. Needs root; fails (never skips) when something is
-missing. Traffic stays inside the namespaces the lab creates (netlab.py).
+missing. Traffic stays inside the namespaces the lab creates (tests/support/hosts.py: sites).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible.netlab import Lab, Site
 from tests.samples import service_doc
+from tests.support.hosts import Site, sites
 
 pytestmark = pytest.mark.kernel
 
@@ -96,8 +97,8 @@ class Run:
 class Deployment:
     """Inventory, playbook and scratch directories of one lab; runs ansible-playbook."""
 
-    def __init__(self, lab: Lab, root: Path, **group_vars: Any) -> None:
-        self.lab = lab
+    def __init__(self, sites: list[Site], root: Path, **group_vars: Any) -> None:
+        self.sites = sites
         self.root = root
         self.runs = 0
         (root / "inventory" / "host_vars").mkdir(parents=True)
@@ -107,7 +108,7 @@ class Deployment:
             "  roles:\n    - role: mplex\n"
         )
         hosts = {}
-        for site in lab.sites:
+        for site in sites:
             hosts[host_name(site)] = {
                 "mplex_netns": site.netns,
                 "mplex_config_path": str(self.config_path(site)),
@@ -259,23 +260,21 @@ def diff_lines(stdout: str) -> list[str]:
 @pytest.fixture
 def lab_factory(tmp_path: Path) -> Iterator[Any]:
     require_environment()
-    labs: list[Lab] = []
+    with ExitStack() as stack:
+        made = 0
 
-    def make(count: int, **group_vars: Any) -> Deployment:
-        lab = Lab.create(count)
-        labs.append(lab)
-        return Deployment(lab, tmp_path / f"lab{len(labs)}", **group_vars)
+        def make(count: int, **group_vars: Any) -> Deployment:
+            nonlocal made
+            made += 1
+            lab = stack.enter_context(sites(count))
+            return Deployment(lab, tmp_path / f"lab{made}", **group_vars)
 
-    try:
         yield make
-    finally:
-        for lab in labs:
-            lab.delete()
 
 
 def test_role_on_three_namespace_hosts(lab_factory: Any) -> None:
     dep: Deployment = lab_factory(HOSTS)
-    sites = dep.lab.sites
+    sites = dep.sites
     hosts = [host_name(s) for s in sites]
 
     # Run 1: every host changes, is routed per its own config, and gets its boot unit.
@@ -383,7 +382,7 @@ def test_role_on_three_namespace_hosts(lab_factory: Any) -> None:
 
 def test_role_reports_mplexctl_refusals(lab_factory: Any) -> None:
     dep: Deployment = lab_factory(1)
-    (site,) = dep.lab.sites
+    (site,) = dep.sites
 
     # A valid config the host cannot carry (no such interface): the apply task fails with
     # mplexctl's message and exit code, not a traceback.
@@ -400,7 +399,7 @@ def test_role_reports_mplexctl_refusals(lab_factory: Any) -> None:
     dep.set_config(site, config_for(site, routes_for(site)))
     site.attach_foreign(str(VENV_BIN / "python"))
     foreign = site.xdp_prog()
-    assert foreign[0] and foreign[1] == "foreign"
+    assert foreign[0] and foreign[1] == "other_xdp"
     run = dep.play()
     assert run.rc != 0, run.explain()
     (failed,) = run.failed_tasks("h0")
@@ -430,7 +429,7 @@ def test_role_installs_mplexctl_from_a_wheel(lab_factory: Any, tmp_path: Path) -
         __mplex_venv=str(venv),
         __mplex_dist_dir=str(tmp_path / "dist-on-host"),
     )
-    (site,) = dep.lab.sites
+    (site,) = dep.sites
 
     run = dep.play("--check")
     assert run.rc == 0 and run.changed("h0") > 0, run.explain()

@@ -8,7 +8,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from mplexctl.backend import netlink, rtnl
-from tests.lab import Lab
+from tests.support.lab import Lab
 
 pytestmark = pytest.mark.kernel
 

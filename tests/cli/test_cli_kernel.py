@@ -18,16 +18,13 @@ import pytest
 
 from mplexctl.errors import NEEDS_ROOT
 from tests.cli.jsondoc import ROOT, check
-from tests.engine.kernel_helpers import attach_foreign
+from tests.support.foreign import attach_foreign
+from tests.support.netns import Netlab, ip
 
 pytestmark = pytest.mark.kernel
 EXAMPLE = ROOT / "configs" / "example.yaml"
 PROMETHEUS = ("status", "--prometheus")
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
 
 
 @dataclass
@@ -57,18 +54,16 @@ class Ns:
 
 @pytest.fixture
 def ns() -> Iterator[Ns]:
-    tag = secrets.token_hex(4)
-    n = Ns(f"mpxc-{tag}", f"mc{tag}", f"mr{tag}", Path(tempfile.mkdtemp(prefix="mpxc-")))
-    n.dir.chmod(0o755)
-    sh("ip", "netns", "add", n.name)
-    try:
-        sh("ip", "-n", n.name, "link", "add", n.xdp, "type", "veth", "peer", "name", n.spare)
-        sh("ip", "-n", n.name, "link", "set", n.xdp, "up")
-        sh("ip", "-n", n.name, "link", "set", n.spare, "up")
-        yield n
-    finally:
-        subprocess.run(["ip", "netns", "del", n.name], capture_output=True)
-        shutil.rmtree(n.dir, ignore_errors=True)
+    """A fresh netns with a veth pair inside (tests/support/netns.py), deleted afterwards."""
+    with Netlab("mpxc") as net:
+        n = Ns(net.tag, f"mc{net.hex}", f"mr{net.hex}", Path(tempfile.mkdtemp(prefix="mpxc-")))
+        try:
+            n.dir.chmod(0o755)
+            net.add_netns(n.name)
+            net.add_veth(n.name, n.xdp, n.name, n.spare)
+            yield n
+        finally:
+            shutil.rmtree(n.dir, ignore_errors=True)
 
 
 def test_json_documents_of_the_verbs_that_touch_the_kernel(ns: Ns) -> None:
@@ -190,7 +185,7 @@ def test_missing_interface_names_the_namespace(ns: Ns) -> None:
 
 
 def test_attaching_to_an_interface_that_is_down_warns(ns: Ns) -> None:
-    sh("ip", "-n", ns.name, "link", "set", ns.xdp, "down")
+    ip("-n", ns.name, "link", "set", ns.xdp, "down")
     r = ns.run("apply", str(ns.config()))
     assert r.returncode == 0, r.stderr
     assert f"mplexctl: warning: {ns.xdp} is down" in r.stderr

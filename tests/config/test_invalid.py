@@ -19,16 +19,8 @@ FILE = "bad.yaml"
 BASE = BLOCK  # line numbers: see tests/samples.py (the cases below count on them)
 
 # Appended to BASE: lines 13..20 (13 name, 14 protocol, 15 port, 17 window, 18 tag, 20 route).
-SECOND = """\
-  - name: telemetry-tcp
-    protocol: tcp
-    port: 5000
-    payload_length:
-      - {min: 290, max: 294}
-    tag: {offset: 20, length: 3}
-    routes:
-      "600": 5001
-"""
+SECOND = BLOCK[BLOCK.index("  - name: telemetry") :].replace("telemetry", "telemetry-tcp", 1)
+SECOND = SECOND.replace("protocol: udp", "protocol: tcp")
 
 
 def edit(old: str, new: str, text: str = BASE) -> str:

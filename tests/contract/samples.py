@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+from tests.samples import BASE
+
 # Two services: udp/5000 drops unknown tags, tcp/6000 passes them. Line numbers matter:
 # expect[0] starts on line EXPECT_LINE, one item every 4 lines.
-HEAD = """\
-version: 1
-interfaces: [{name: IFACE}]
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length: [{min: 290, max: 294}]
-    tag: {offset: 20, length: 3}
-    routes: {"600": 5001, "601": 5002, "602": 5003}
+HEAD = (
+    BASE.replace("{name: eth0}", "{name: IFACE}")
+    + """\
   - name: control
     protocol: tcp
     port: 6000
@@ -28,6 +23,7 @@ limits: {routes: 1024, services: 8, windows: 4}
 #
 expect:
 """
+)
 EXPECT_LINE = 23
 
 # Every verdict an expectation can name: (packet, verdict, port).

@@ -15,7 +15,7 @@ import pytest
 
 from mplexctl.backend import bpfsys
 from mplexctl.compiler import layout
-from tests.engine.conftest import ROOT, Host
+from tests.support.hosts import ROOT, Host
 
 from .samples import EVERY_VERDICT, HEAD, config
 

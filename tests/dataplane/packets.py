@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from tests.support.frames import DST_MAC, SRC_MAC, ones_sum
+
 ETH_P_IPV4 = 0x0800
 ETH_P_IPV6 = 0x86DD
 ETH_P_ARP = 0x0806
@@ -19,18 +21,7 @@ ICMP, TCP, UDP, ICMPV6, NO_NEXT = 1, 6, 17, 58, 59
 HOP, ROUTING, FRAGMENT, DSTOPTS = 0, 43, 44, 60
 IPV4_DF, IPV4_MF, IPV4_RESERVED = 0x4000, 0x2000, 0x8000
 
-MAC_DST = bytes.fromhex("020000000001")
-MAC_SRC = bytes.fromhex("020000000002")
-
-
-def ones_sum(data: bytes) -> int:
-    """One's complement sum of 16-bit big-endian words (odd length padded with a zero byte)."""
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
+MAC_DST, MAC_SRC = DST_MAC, SRC_MAC
 
 
 @dataclass(frozen=True)

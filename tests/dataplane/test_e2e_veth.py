@@ -21,18 +21,17 @@ from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler.build import Build, compile_config
 from mplexctl.config import parse_config
 from mplexctl.constants import VERDICTS
-from tests.lab import (
+from tests.support.frames import (
     UDP,
-    Capture,
-    Lab,
-    UdpReceiver,
     compute_l4_checksum,
     l4_checksum_ok,
     parse_l4,
     ports,
-    wait_until,
     with_dport,
 )
+from tests.support.lab import Lab
+from tests.support.netns import wait_until
+from tests.support.traffic import Capture, UdpReceiver
 
 pytestmark = pytest.mark.kernel
 

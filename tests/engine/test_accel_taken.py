@@ -11,10 +11,9 @@ import pytest
 
 from mplexctl.accel import noop, overlap, reprobe, routeblocks, verdicts
 from mplexctl.engine.apply import apply
-from tests.engine.conftest import Host
-from tests.engine.kernel_helpers import route_of
-from tests.lab import in_netns
 from tests.samples import SERVICE_HEAD
+from tests.support.hosts import Host, route_of
+from tests.support.netns import in_netns
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("accel")]
 

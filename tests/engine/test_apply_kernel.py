@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.engine.conftest import ROOT, Host
-from tests.engine.kernel_helpers import attach_foreign, route_of
+from tests.support.foreign import attach_foreign
+from tests.support.hosts import ROOT, Host, route_of
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("accel")]
 

@@ -7,7 +7,6 @@ datagram must reach B with a valid checksum: B's InCsumErrors unchanged."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import ROOT, sh
+from tests.support.hosts import ROOT
+from tests.support.netns import Netlab, sh
 
 pytestmark = pytest.mark.kernel
 
@@ -87,24 +87,21 @@ def csum_errors(ns: str) -> dict[str, int]:
 
 @pytest.fixture
 def path3(tmp_path: Path) -> Iterator[Path3]:
-    tag = secrets.token_hex(3)
-    p = Path3(f"mpxa-{tag}", f"mpxr-{tag}", f"mpxb-{tag}", f"ri{tag}", tmp_path)
-    for ns in (p.a, p.r, p.b):
-        sh("ip", "netns", "add", ns)
-    try:
-        sh("ip", "-n", p.a, "link", "add", f"a{tag}", "type", "veth", "peer", "name", p.r_in)
-        sh("ip", "-n", p.a, "link", "set", p.r_in, "netns", p.r)
-        sh("ip", "-n", p.r, "link", "add", f"ro{tag}", "type", "veth", "peer", "name", f"b{tag}")
-        sh("ip", "-n", p.r, "link", "set", f"b{tag}", "netns", p.b)
+    """A -> R -> B: three namespaces, two veth pairs, routes via R (tests/support/netns.py)."""
+    with Netlab("mpxf", hex_digits=6) as net:
+        tag = net.hex
+        p = Path3(f"mpxa-{tag}", f"mpxr-{tag}", f"mpxb-{tag}", f"ri{tag}", tmp_path)
+        for ns in (p.a, p.r, p.b):
+            net.add_netns(ns)
+        net.add_veth(p.a, f"a{tag}", p.r, p.r_in)
+        net.add_veth(p.r, f"ro{tag}", p.b, f"b{tag}")
         for ns, dev, v4, v6 in (
             (p.a, f"a{tag}", "10.14.1.1/24", "2001:db8:141::1/64"),
             (p.r, p.r_in, "10.14.1.2/24", "2001:db8:141::2/64"),
             (p.r, f"ro{tag}", "10.14.2.1/24", "2001:db8:142::1/64"),
             (p.b, f"b{tag}", "10.14.2.2/24", "2001:db8:142::2/64"),
         ):
-            sh("ip", "-n", ns, "addr", "add", v4, "dev", dev)
-            sh("ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
+            net.address(ns, dev, v4, v6)
         sh("ip", "-n", p.a, "route", "add", "10.14.2.0/24", "via", "10.14.1.2")
         sh("ip", "-n", p.a, "route", "add", "2001:db8:142::/64", "via", "2001:db8:141::2")
         sh("ip", "-n", p.b, "route", "add", "10.14.1.0/24", "via", "10.14.2.1")
@@ -112,11 +109,8 @@ def path3(tmp_path: Path) -> Iterator[Path3]:
         sh("ip", "netns", "exec", p.r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         sh("ip", "netns", "exec", p.r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         # A keeps tx checksum offload on (the default); R's egress towards B has it off.
-        sh("ip", "netns", "exec", p.r, "ethtool", "-K", f"ro{tag}", "tx", "off")
+        net.offloads_off(p.r, f"ro{tag}", "tx")
         yield p
-    finally:
-        for ns in (p.a, p.r, p.b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_forwarded_rewrites_keep_valid_checksums_at_tc(path3: Path3) -> None:

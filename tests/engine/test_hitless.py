@@ -8,10 +8,10 @@ import pytest
 
 from mplexctl.compiler.build import compile_config
 from mplexctl.config import load_config
-from tests.engine.conftest import Wire
-from tests.engine.stream import Stream
-from tests.lab import in_netns
+from tests.support.hosts import Wire
+from tests.support.netns import in_netns
 from tests.support.previous_release import attach_previous, attach_v2
+from tests.support.traffic import Stream
 
 pytestmark = pytest.mark.kernel
 

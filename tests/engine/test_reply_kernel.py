@@ -8,9 +8,9 @@ import socket
 import pytest
 
 from mplexctl.engine.probe import tc_hooks
-from tests.engine.conftest import Wire, sh
 from tests.engine.replylab import V6_HOST, V6_SENDER, Echo, clients, third_party
-from tests.lab import in_netns
+from tests.support.hosts import Wire
+from tests.support.netns import in_netns, sh
 
 pytestmark = pytest.mark.kernel
 

@@ -16,9 +16,10 @@ from mplexctl import constants as C
 from mplexctl.backend import bpfsys
 from mplexctl.compiler.build import compile_config
 from mplexctl.config import load_config
-from tests.engine.conftest import ROOT, Multi
-from tests.engine.kernel_helpers import attach_foreign, route_of, udp_frame
-from tests.lab import in_netns
+from tests.support.foreign import attach_foreign
+from tests.support.frames import tagged_udp as udp_frame
+from tests.support.hosts import ROOT, Multi, route_of
+from tests.support.netns import in_netns
 from tests.support.previous_release import attach_previous
 
 pytestmark = pytest.mark.kernel

@@ -9,8 +9,8 @@ import pytest
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler import layout
 from mplexctl.engine.probe import probe
-from tests.engine.conftest import Host
-from tests.lab import in_netns
+from tests.support.hosts import Host
+from tests.support.netns import in_netns
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("accel")]
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from tests.cli.jsondoc import check
-from tests.engine.conftest import ROOT, Host, new_host
-from tests.engine.kernel_helpers import route_of
+from tests.support.hosts import ROOT, Host, route_of
+from tests.support.hosts import host as new_host
 
 pytestmark = pytest.mark.kernel
 

@@ -15,10 +15,10 @@ import pytest
 from mplexctl import constants as C
 from mplexctl.backend import bpfsys
 from mplexctl.engine.probe import TcHooks, tc_hooks
-from tests.engine.conftest import Host, Wire
-from tests.engine.kernel_helpers import udp_frame
-from tests.engine.stream import Stream
-from tests.lab import in_netns
+from tests.support.frames import tagged_udp as udp_frame
+from tests.support.hosts import Host, Wire
+from tests.support.netns import in_netns
+from tests.support.traffic import Stream
 
 pytestmark = pytest.mark.kernel
 
@@ -69,7 +69,7 @@ FOREIGN_TC = textwrap.dedent(
 
 def attach_foreign_tc(host: Host) -> int:
     """Someone else's TC program at the tcx ingress hook; returns its id."""
-    from tests.engine.conftest import ROOT
+    from tests.support.hosts import ROOT
 
     code = f"IFACE = {host.xdp!r}\nROOT = {str(ROOT)!r}\n" + FOREIGN_TC
     subprocess.run(

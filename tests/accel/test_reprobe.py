@@ -12,16 +12,10 @@ from mplexctl.compiler.build import compile_config
 from mplexctl.config import load_config
 from mplexctl.engine.plan import plan
 from mplexctl.engine.probe import probe
-from tests.engine.conftest import Host
-from tests.lab import in_netns
+from tests.support.hosts import Host
+from tests.support.netns import in_netns
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture(autouse=True)
-def accel_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests are about the accelerator: on, whatever the suite's MPLEXCTL_ACCEL."""
-    monkeypatch.setenv("MPLEXCTL_ACCEL", "1")
 
 
 ROUTES = {"600": 5001, "601": 5002, "602": 5003}
