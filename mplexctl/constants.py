@@ -201,7 +201,7 @@ LAYOUT_META: Final[Layout] = (
     ("__u64", "magic", 1),
     ("__u64", "seq", 1),
     ("__u64", "applied_ns", 1),
-    ("__u8", "config_digest", 32),
+    ("__u8", "config_digest", 32),  # Build.digest (build_digest in Python; C name kept)
     ("__u8", "program_digest", 32),
     ("__u8", "source_digest", 32),  # the config file (+ mplexctl) this generation came from
     ("__u8", "content_digest", 32),  # the services and routes as this generation wrote them

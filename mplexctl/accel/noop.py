@@ -18,12 +18,12 @@ from functools import cache
 from mplexctl import __version__, accel
 from mplexctl import constants as C
 from mplexctl.backend.program import ProgramMaps
-from mplexctl.compiler.build import Build
+from mplexctl.compiler.build import Build, ServiceEntry
 from mplexctl.compiler.source import c_inputs
 from mplexctl.config import load_config
 from mplexctl.engine.execute import Stamp
 from mplexctl.engine.probe import probe
-from mplexctl.engine.state import LiveState, ServiceState, desired_services
+from mplexctl.engine.state import LiveState, desired_services
 
 
 @cache
@@ -48,7 +48,7 @@ def source_digest(path: str, raw: bytes | None = None) -> str | None:
     return hashlib.sha256(_salt() + raw).hexdigest()
 
 
-def content_digest(services: tuple[ServiceState, ...]) -> str:
+def content_digest(services: tuple[ServiceEntry, ...]) -> str:
     """Digest of what the data plane does (rows + routes), independent of slots and rows."""
     h = hashlib.sha256()
     for s in services:

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 from mplexctl import accel
 from mplexctl.compiler import layout
-from mplexctl.compiler.build import Build
+from mplexctl.compiler.build import Build, ServiceEntry
 from mplexctl.config.model import Routes
 from mplexctl.engine.state import (
     LiveState,
     ProgramState,
     RouteImage,
-    ServiceState,
     desired_services,
 )
 
@@ -37,7 +36,7 @@ class RouteWrites:
     planned from."""
 
     before: ProgramState  # as probed before the apply, with its route image
-    desired: tuple[ServiceState, ...]
+    desired: tuple[ServiceEntry, ...]
     writes: dict[bytes, int]  # full route key -> port written
 
 

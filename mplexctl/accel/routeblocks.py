@@ -1,15 +1,15 @@
 """Accelerator for loading: big route mappings read by a regex, not as YAML nodes.
 
-A 65,536-route file is 65,536 near-identical lines `"TAG": PORT`. Composing them into YAML
-nodes takes ~1 s; a regex reads them in ~25 ms. The lane accepts a `routes:` block only when
-every line of it has one narrow form whose YAML meaning is plain (a double- or single-quoted
-printable-ASCII key without escapes, or a plain `hex:` key; a decimal port without sign,
-leading zero or underscore), and no key repeats. It then blanks the block (line numbers stay
-put), gives the `routes:` key a sentinel value, composes the rest with libyaml as usual and
-puts the block's mapping where the sentinel landed. If anything differs -- another form, a
-tab, a repeated key, a sentinel that is not exactly the block-style value of that `routes:`
-key on that line -- load_located answers None and the whole text takes the ordinary path
-(config/yamlsrc.py): the lane can change the speed of loading, never its result
+A big route table is many near-identical lines `"TAG": PORT`. Composing them into YAML nodes is
+far slower than reading them with a regex (BENCHMARKS.md has the figures). The lane accepts a
+`routes:` block only when every line of it has one narrow form whose YAML meaning is plain (a
+double- or single-quoted printable-ASCII key without escapes, or a plain `hex:` key; a decimal
+port without sign, leading zero or underscore), and no key repeats. It then blanks the block
+(line numbers stay put), gives the `routes:` key a sentinel value, composes the rest with
+libyaml as usual and puts the block's mapping where the sentinel landed. If anything differs --
+another form, a tab, a repeated key, a sentinel that is not exactly the block-style value of
+that `routes:` key on that line -- load_located answers None and the whole text takes the
+ordinary path (config/yamlsrc.py): the lane can change the speed of loading, never its result
 (tests/accel/test_routeblocks.py).
 """
 

@@ -45,7 +45,7 @@ class Loaded:
 @contextmanager
 def _captured_stderr() -> Iterator[list[str]]:
     """BCC and libbpf print diagnostics on fd 2; keep them for the error message instead."""
-    import tempfile  # ~3 ms to import, and only a compile needs it
+    import tempfile  # only a compile needs it
 
     lines: list[str] = []
     with tempfile.TemporaryFile(mode="w+b") as tmp:

@@ -2,7 +2,7 @@
 
 BCC's attach_xdp cannot replace atomically; IFLA_XDP with XDP_FLAGS_REPLACE and
 IFLA_XDP_EXPECTED_FD can: the kernel swaps the program only if the old one is still there.
-pyroute2 is imported only when something is changed (its import alone takes ~0.1 s).
+pyroute2 is imported only when something is changed (its import alone is slow).
 """
 
 from __future__ import annotations

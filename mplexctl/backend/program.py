@@ -24,8 +24,8 @@ ROUTE_KEY_SIZE = layout.ROUTE_KEY.size
 
 
 class RouteDump:
-    """One dump of mplex_routes, kept as the two packed buffers the kernel filled: a 65,536-
-    route table is read in bulk (memoryview casts, slices) instead of entry by entry."""
+    """One dump of mplex_routes, kept as the two packed buffers the kernel filled: a big route
+    table is read in bulk (memoryview casts, slices) instead of entry by entry."""
 
     def __init__(self, m: bpfsys.Map) -> None:
         self.map = m
@@ -150,7 +150,7 @@ class Meta:
     magic: int
     seq: int
     applied_ns: int
-    config_digest: str
+    build_digest: str
     program_digest: str
     source_digest: str
     content_digest: str

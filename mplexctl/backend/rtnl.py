@@ -1,7 +1,7 @@
 """Read-only rtnetlink link dump: every interface and the XDP program ids it carries.
 
-Probing only needs RTM_GETLINK, and importing pyroute2 costs ~0.1 s (a third of the no-op
-apply budget), so the probe reads links with this small reader; pyroute2 does every change
+Probing only needs RTM_GETLINK, and importing pyroute2 costs a large part of a no-op apply,
+so the probe reads links with this small reader; pyroute2 does every change
 (attach, atomic replace, detach). tests/backend/test_rtnl.py checks both agree.
 """
 

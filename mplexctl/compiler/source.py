@@ -19,7 +19,7 @@ def _include(name: str) -> str:
 
 
 def _read(name: str) -> str:
-    # A plain read next to the package's __init__ (importlib.resources costs ~4 ms to import,
+    # A plain read next to the package's __init__ (importlib.resources is slower to import,
     # on the path of every apply: see engine/apply.py source_digest).
     package = importlib.import_module("mplexctl.bpf")  # bpf/, mapped by pyproject.toml
     with open(os.path.join(os.path.dirname(str(package.__file__)), name), encoding="utf-8") as fh:

@@ -103,7 +103,7 @@ def parse_config(
 def _collector_paused() -> Iterator[None]:
     """Loading makes tens of thousands of small acyclic objects (lines by path, tags, an
     expectation's frame); the cyclic collector would walk them all a few times for nothing
-    (~20 % of validating 1,000 expectations). Reference counting still frees them."""
+    (a good part of validating many expectations). Reference counting still frees them."""
     paused = gc.isenabled()
     gc.disable()
     try:

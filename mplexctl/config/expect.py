@@ -236,8 +236,9 @@ def _packet_typed(p: Any) -> bool:
 
 
 def expect_valid(items: Any) -> bool:
-    """What the schema asks of `expect:`, checked in plain Python (1,000 items in ~2 ms, in
-    jsonschema ~0.3 s). True implies that jsonschema finds nothing (tests/config/test_expect)."""
+    """What the schema asks of `expect:`, checked in plain Python (far faster than
+    jsonschema on many items). True implies that jsonschema finds nothing
+    (tests/config/test_expect)."""
     if not isinstance(items, list):
         return False
     for e in items:

@@ -61,7 +61,8 @@ class Service:
     @cached_property
     def routes(self) -> tuple[Route, ...]:
         """The routes sorted by tag, one object each: for people and tests. The compiler
-        reads `table` (65,536 Route objects cost more than the rest of a one-route apply)."""
+        reads `table` (one object per route of a big table costs more than the rest of a
+        one-route apply)."""
         return tuple(Route(tag, port) for tag, port in sorted(self.table.items()))
 
 

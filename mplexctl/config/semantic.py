@@ -66,8 +66,8 @@ def decode_tag(key: str, length: int) -> bytes | str:
 
 def decode_routes(routes: dict[str, Any], length: int) -> dict[bytes, Any] | None:
     """{tag bytes: value} with every key decoded in bulk (as decode_tag does, key by key), or
-    None when a key is not a tag of `length` bytes or two keys name the same tag. A 65,536-
-    route table decodes in ~10 ms this way, ~100 ms key by key (test_decode_routes.py)."""
+    None when a key is not a tag of `length` bytes or two keys name the same tag. A big route
+    table decodes much faster this way than key by key (test_decode_routes.py)."""
     if length < 1:
         return None
     hexed = [k for k in routes if k.startswith("hex:")]

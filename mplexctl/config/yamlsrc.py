@@ -14,7 +14,7 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
-# libyaml composes a 65536-route file ten times faster than pure Python (same nodes and marks).
+# libyaml composes a big file much faster than pure Python (same nodes and marks).
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A config is a few levels deep; anything deeper is garbage (and would exhaust the stack).
 MAX_DEPTH = 32

@@ -1,5 +1,5 @@
 """Replay a capture (pcap or pcapng) against a config: packets per service, verdict and new
-port. Captures are read with scapy's readers, imported only here (~0.3 s)."""
+port. Captures are read with scapy's readers, imported only here (slow to import)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ class ApplyResult:
     changed: bool
     generation: str
     plan: Plan
-    # (before, after) readable, made on demand: 2 x 65,536 routes are slow to spell out.
+    # (before, after) readable, made on demand: big route tables are slow to spell out.
     views: Callable[[], tuple[dict[str, Any], dict[str, Any]]]
     verified: bool
     check: bool

@@ -12,13 +12,12 @@ from types import MappingProxyType
 from typing import Any
 
 from mplexctl import constants as C
-from mplexctl.compiler.build import Build
+from mplexctl.compiler.build import Build, ServiceEntry
 from mplexctl.config.model import Interface, tag_text
 from mplexctl.engine.state import (
     InterfaceState,
     LiveState,
     ProgramState,
-    ServiceState,
     desired_services,
 )
 
@@ -66,8 +65,8 @@ class ServiceOp:
 
     index: int
     kind: str  # row | route | table
-    service: ServiceState  # desired
-    live: ServiceState  # as probed
+    service: ServiceEntry  # desired
+    live: ServiceEntry  # as probed
     tags: tuple[bytes, ...] = ()  # tags whose route changes
 
 
@@ -146,7 +145,7 @@ def _windows(ws: tuple[tuple[int, int], ...]) -> str:
 
 
 def service_differences(
-    old: ServiceState | None, new: ServiceState | None, tags: list[bytes] | None = None
+    old: ServiceEntry | None, new: ServiceEntry | None, tags: list[bytes] | None = None
 ) -> list[str]:
     """Readable differences; `tags` are changed_tags(old, new) when the caller has them."""
     if old is None and new is None:
@@ -180,11 +179,11 @@ def service_differences(
     return out
 
 
-def changed_tags(old: ServiceState, new: ServiceState) -> list[bytes]:
+def changed_tags(old: ServiceEntry, new: ServiceEntry) -> list[bytes]:
     """Tags whose route is added, removed or re-targeted from old to new (sorted)."""
     if old.routes is new.routes or old.routes == new.routes:
         return []
-    # Set operations on dict item views run in C: ~7 ms for 65,536 routes.
+    # Set operations on dict item views run in C, whatever the size of the tables.
     return sorted({tag for tag, _port in old.routes.items() ^ new.routes.items()})
 
 
@@ -207,8 +206,8 @@ def _content_changes(
     b: _Builder,
     iface: str,
     action: str,
-    old: tuple[ServiceState, ...],
-    new: tuple[ServiceState, ...],
+    old: tuple[ServiceEntry, ...],
+    new: tuple[ServiceEntry, ...],
 ) -> None:
     by_old = {s.name: s for s in old}
     by_new = {s.name: s for s in new}
@@ -218,7 +217,7 @@ def _content_changes(
 
 
 def _map_changes(
-    b: _Builder, label: str, prog: ProgramState, desired: tuple[ServiceState, ...], build: Build
+    b: _Builder, label: str, prog: ProgramState, desired: tuple[ServiceEntry, ...], build: Build
 ) -> tuple[tuple[ServiceOp, ...], bool, bool]:
     """(service ops, cleanup, metadata) that bring the maps of `prog` to `build`."""
     ops = []
@@ -236,7 +235,7 @@ def _map_changes(
     cleanup = prog.stray_routes > 0 or not prog.rows_in_sync
     if cleanup:
         b.add(label, "cleanup", f"{prog.stray_routes} stray route entries (an interrupted apply)")
-    return tuple(ops), cleanup, prog.config_digest != build.digest
+    return tuple(ops), cleanup, prog.build_digest != build.digest
 
 
 def _needed_entries(build: Build) -> set[str]:
@@ -505,7 +504,7 @@ def virtual_live(build: Build) -> LiveState:
     prog = ProgramState(
         prog_id=VIRTUAL_PROG_ID,
         program_digest=build.program_digest,
-        config_digest=build.digest,
+        build_digest=build.digest,
         seq=0,
         applied_ns=0,
         services=services,

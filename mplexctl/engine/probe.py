@@ -15,13 +15,13 @@ from mplexctl.accel.reprobe import RouteWrites
 from mplexctl.backend import bpfsys, netlink, tcx
 from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
+from mplexctl.compiler.build import ServiceEntry
 from mplexctl.config.model import Routes
 from mplexctl.engine.state import (
     InterfaceState,
     LiveState,
     ProgramState,
     RouteImage,
-    ServiceState,
 )
 
 _PROTO_NAMES = {v: k for k, v in C.PROTO_NUMBERS.items()}
@@ -55,7 +55,7 @@ def read_program(
             routes = MappingProxyType(dump.table(groups[prefix], row.tag_len))
         live_count += len(routes)
         services.append(
-            ServiceState(
+            ServiceEntry(
                 index,
                 name,
                 _PROTO_NAMES.get(proto, str(proto)),
@@ -71,7 +71,7 @@ def read_program(
     return ProgramState(
         prog_id=pm.prog_id,
         program_digest=meta.program_digest,
-        config_digest=meta.config_digest,
+        build_digest=meta.build_digest,
         seq=meta.seq,
         applied_ns=meta.applied_ns,
         services=tuple(services),

@@ -10,9 +10,6 @@ from typing import Any
 from mplexctl import constants as C
 from mplexctl.compiler.build import Build, ServiceEntry
 
-# A service as the data plane sees it (row + routes): the same shape desired and live.
-ServiceState = ServiceEntry
-
 
 @dataclass(frozen=True)
 class RouteImage:
@@ -30,10 +27,10 @@ class ProgramState:
 
     prog_id: int
     program_digest: str
-    config_digest: str
+    build_digest: str
     seq: int
     applied_ns: int
-    services: tuple[ServiceState, ...]
+    services: tuple[ServiceEntry, ...]
     route_slot: tuple[int, ...]  # per service: the route slot its live row uses
     stray_routes: int  # route entries outside any live slot (an interrupted apply)
     rows_in_sync: bool  # every live row decodes (no half-written service)
@@ -53,7 +50,7 @@ class ProgramState:
 
     @property
     def generation(self) -> str:
-        return self.config_digest[:12]
+        return self.build_digest[:12]
 
 
 @dataclass(frozen=True)
@@ -122,12 +119,12 @@ class LiveState:
         ]
 
 
-def desired_services(build: Build) -> tuple[ServiceState, ...]:
+def desired_services(build: Build) -> tuple[ServiceEntry, ...]:
     return build.services
 
 
 def readable_state(
-    services: tuple[ServiceState, ...] | None, mode: str | None, generation: str | None
+    services: tuple[ServiceEntry, ...] | None, mode: str | None, generation: str | None
 ) -> dict[str, Any]:
     return {
         "mode": mode,

@@ -1,7 +1,6 @@
 """The apply/diff/status path starts without the heavy imports it does not need: pyroute2
-(~0.1 s) only for a change of attachment, jsonschema (~50 ms) only to validate, bcc only to
-compile, scapy (~0.3 s) only to read a capture. Start-up time is most of a no-op apply's
-budget (README: figures)."""
+only for a change of attachment, jsonschema only to validate, bcc only to compile, scapy
+only to read a capture. Start-up time is most of a no-op apply's budget (BENCHMARKS.md)."""
 
 from __future__ import annotations
 

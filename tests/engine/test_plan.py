@@ -105,7 +105,7 @@ def test_stray_routes_from_an_interrupted_apply_are_cleaned() -> None:
 
 def test_stale_metadata_alone_is_a_change() -> None:
     live = virtual_live(build())
-    prog = dataclasses.replace(live.interfaces["eth0"].program, config_digest="0" * 64)  # type: ignore[arg-type]
+    prog = dataclasses.replace(live.interfaces["eth0"].program, build_digest="0" * 64)  # type: ignore[arg-type]
     p = plan(
         build(), LiveState({"eth0": dataclasses.replace(live.interfaces["eth0"], program=prog)})
     )
