@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -49,14 +50,16 @@ def test_zero_loss_during_apply(wire: Wire, change: dict[str, object], expect_ac
     assert counts["5002"] + counts["5009"] == doc["sent"] == doc["unique"], doc
 
 
-def test_zero_loss_while_a_previous_release_program_is_replaced(wire: Wire) -> None:
-    """Migration: the previous release's per-interface program, under a stream, is swapped
-    for the shared program by the next apply without losing a datagram."""
+def _swapped_under_stream(wire: Wire, attach_old: Callable[..., int]) -> None:
+    """An older release's program (attach_old) on host.xdp, replaced by the next apply while
+    a stream runs: not one datagram lost, and the program is another one afterwards."""
     host = wire.host
     cfg = host.config()
     build = compile_config(load_config(str(cfg)))
     with in_netns(host.ns):
-        old = attach_previous(build, host.xdp, "native")
+        old = attach_old(build, host.xdp, "native")
+    diff = host.cli("diff", str(cfg))
+    assert diff.returncode == 1 and "swap" in diff.stdout, diff.stdout + diff.stderr
     stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002])
     stream.start("601", LIMIT, PPS)
     time.sleep(0.6)
@@ -68,6 +71,13 @@ def test_zero_loss_while_a_previous_release_program_is_replaced(wire: Wire) -> N
     assert isinstance(counts, dict)
     assert counts["5000"] == 0 and counts["5002"] == doc["sent"] == doc["unique"], doc
     assert host.status()["prog_id"] != old
+    assert host.cli("diff", str(cfg)).returncode == 0
+
+
+def test_zero_loss_while_a_previous_release_program_is_replaced(wire: Wire) -> None:
+    """Migration: the previous release's per-interface program, under a stream, is swapped
+    for the shared program by the next apply without losing a datagram."""
+    _swapped_under_stream(wire, attach_previous)
 
 
 def test_zero_loss_while_routes_are_added_and_deleted_in_place(wire: Wire) -> None:
@@ -97,22 +107,4 @@ def test_zero_loss_while_a_hashed_route_program_is_replaced(wire: Wire) -> None:
     """Upgrade: the program of the release before the call-free lookup (layout 2, routes in a
     per-CPU hash), under a stream, is read by diff and swapped for the current one by the next
     apply without losing a datagram."""
-    host = wire.host
-    cfg = host.config()
-    build = compile_config(load_config(str(cfg)))
-    with in_netns(host.ns):
-        old = attach_v2(build, host.xdp, "native")
-    diff = host.cli("diff", str(cfg))
-    assert diff.returncode == 1 and "swap" in diff.stdout, diff.stdout + diff.stderr
-    stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002])
-    stream.start("601", LIMIT, PPS)
-    time.sleep(0.6)
-    res = host.apply(cfg)
-    assert res["plan"][0]["action"] == "swap" and res["compiles"] == 1
-    time.sleep(0.6)
-    doc = stream.finish()
-    counts = doc["counts"]
-    assert isinstance(counts, dict)
-    assert counts["5000"] == 0 and counts["5002"] == doc["sent"] == doc["unique"], doc
-    assert host.status()["prog_id"] != old
-    assert host.cli("diff", str(cfg)).returncode == 0
+    _swapped_under_stream(wire, attach_v2)

@@ -32,30 +32,30 @@ def source(build: Build) -> str:
     return text
 
 
+def _with_source(build: Build, text: str) -> Build:
+    return dataclasses.replace(
+        build, source=text, program_digest=hashlib.sha256(text.encode()).hexdigest()
+    )
+
+
 def previous_build(build: Build) -> Build:
-    text = source(build)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return dataclasses.replace(build, source=text, program_digest=digest)
+    return _with_source(build, source(build))
 
 
-def load(build: Build) -> tuple[Loaded, ProgramMaps]:
-    """Compile, load and fill the previous program for `build` (not attached), its metadata
-    marked as the previous layout."""
-    old = previous_build(build)
+def _load_marked(old: Build, magic: int) -> tuple[Loaded, ProgramMaps]:
+    """Compile, load and fill `old` (not attached), its metadata's magic set to `magic`."""
     loaded = compile_and_load(old)
     pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
     pm.fill(old)
     raw = bytearray(pm.maps[C.MAP_META].lookup(ZERO) or b"")
-    layout.U32.pack_into(raw, 0, C.MAGIC_PREVIOUS & 0xFFFFFFFF)
-    layout.U32.pack_into(raw, 4, C.MAGIC_PREVIOUS >> 32)
+    layout.U32.pack_into(raw, 0, magic & 0xFFFFFFFF)
+    layout.U32.pack_into(raw, 4, magic >> 32)
     pm.maps[C.MAP_META].update(ZERO, bytes(raw))
     return loaded, pm
 
 
-def attach_previous(build: Build, iface: str, mode: str = "native") -> int:
-    """What the previous release left on `iface`: its own program and maps. Call inside the
-    interface's netns; returns the program id."""
-    loaded, pm = load(build)
+def _attach(loaded_pm: tuple[Loaded, ProgramMaps], iface: str, mode: str) -> int:
+    loaded, pm = loaded_pm
     try:
         link = netlink.get_link(iface)
         assert link is not None, iface
@@ -63,6 +63,18 @@ def attach_previous(build: Build, iface: str, mode: str = "native") -> int:
         return pm.prog_id
     finally:
         loaded.close()
+
+
+def load(build: Build) -> tuple[Loaded, ProgramMaps]:
+    """Compile, load and fill the previous program for `build` (not attached), its metadata
+    marked as the previous layout."""
+    return _load_marked(previous_build(build), C.MAGIC_PREVIOUS)
+
+
+def attach_previous(build: Build, iface: str, mode: str = "native") -> int:
+    """What the previous release left on `iface`: its own program and maps. Call inside the
+    interface's netns; returns the program id."""
+    return _attach(load(build), iface, mode)
 
 
 def source_v2(build: Build) -> str:
@@ -77,33 +89,16 @@ def source_v2(build: Build) -> str:
 
 
 def build_v2(build: Build) -> Build:
-    text = source_v2(build)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return dataclasses.replace(build, source=text, program_digest=digest)
+    return _with_source(build, source_v2(build))
 
 
 def load_v2(build: Build) -> tuple[Loaded, ProgramMaps]:
     """Compile, load and fill the layout-2 program for `build` (not attached), its metadata
     marked as layout 2 (routes in a per-CPU hash)."""
-    old = build_v2(build)
-    loaded = compile_and_load(old)
-    pm = ProgramMaps.from_fd(loaded.prog_fd, loaded.maps)
-    pm.fill(old)
-    raw = bytearray(pm.maps[C.MAP_META].lookup(ZERO) or b"")
-    layout.U32.pack_into(raw, 0, C.MAGIC_HASHED & 0xFFFFFFFF)
-    layout.U32.pack_into(raw, 4, C.MAGIC_HASHED >> 32)
-    pm.maps[C.MAP_META].update(ZERO, bytes(raw))
-    return loaded, pm
+    return _load_marked(build_v2(build), C.MAGIC_HASHED)
 
 
 def attach_v2(build: Build, iface: str, mode: str = "native") -> int:
     """What the release before the call-free lookup left on `iface` (call inside its netns);
     returns the program id."""
-    loaded, pm = load_v2(build)
-    try:
-        link = netlink.get_link(iface)
-        assert link is not None, iface
-        netlink.attach(link, loaded.prog_fd, mode)
-        return pm.prog_id
-    finally:
-        loaded.close()
+    return _attach(load_v2(build), iface, mode)
