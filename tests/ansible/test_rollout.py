@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible.netlab import HOST_ADDR, Site, in_netns
 from tests.ansible.test_role import (
     APPLY_TASK,
     MPLEXCTL,
@@ -39,6 +38,9 @@ from tests.ansible.test_role import (
     lab_factory,
     routes_for,
 )
+from tests.support.frames import DST4 as HOST_ADDR
+from tests.support.hosts import Site
+from tests.support.netns import call_in_netns as in_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -63,7 +65,7 @@ def rollout(dep: Deployment, **extra: Any) -> list[str]:
     """The example playbook, run on the test's inventory: installed nothing, no become, the
     config from each host's mplex_config (extra vars beat the play's role vars)."""
     shutil.copy(ROLLOUT, dep.root / "rollout.yml")
-    groups = {"appliances": {"hosts": {host_name(s): None for s in dep.lab.sites}}}
+    groups = {"appliances": {"hosts": {host_name(s): None for s in dep.sites}}}
     (dep.root / "inventory" / "groups.yml").write_text(yaml.safe_dump(groups))
     extra_vars = {
         "mplex_config_src": "",
@@ -143,7 +145,7 @@ def descendants(root: int) -> list[int]:
 
 def test_guarded_rollout_stops_at_the_sick_canary(lab_factory: Any) -> None:
     dep: Deployment = lab_factory(3)
-    sites = dep.lab.sites
+    sites = dep.sites
     canary, later = sites[0], sites[1:]
     run = dep.play()  # every host runs its first config (no gate)
     assert run.rc == 0, run.explain()
@@ -194,7 +196,7 @@ def test_guarded_rollout_stops_at_the_sick_canary(lab_factory: Any) -> None:
 
 def test_a_host_the_controller_loses_reverts_itself(lab_factory: Any) -> None:
     dep: Deployment = lab_factory(1)
-    (site,) = dep.lab.sites
+    (site,) = dep.sites
     assert dep.play().rc == 0
     dep.set_config(site, config_for(site, good_routes(site)))
     pending = Path(os.environ["MPLEXCTL_STATE_DIR"]) / "netns" / site.netns / "pending.json"
