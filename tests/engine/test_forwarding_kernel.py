@@ -92,9 +92,9 @@ def path3(tmp_path: Path) -> Iterator[Path3]:
         tag = net.hex
         p = Path3(f"mpxa-{tag}", f"mpxr-{tag}", f"mpxb-{tag}", f"ri{tag}", tmp_path)
         for ns in (p.a, p.r, p.b):
-            net.add_netns(ns)
-        net.add_veth(p.a, f"a{tag}", p.r, p.r_in)
-        net.add_veth(p.r, f"ro{tag}", p.b, f"b{tag}")
+            net.add_netns(ns, lo=False)
+        net.add_veth(p.a, f"a{tag}", p.r, p.r_in, up=False)
+        net.add_veth(p.r, f"ro{tag}", p.b, f"b{tag}", up=False)
         for ns, dev, v4, v6 in (
             (p.a, f"a{tag}", "10.14.1.1/24", "2001:db8:141::1/64"),
             (p.r, p.r_in, "10.14.1.2/24", "2001:db8:141::2/64"),
@@ -102,6 +102,7 @@ def path3(tmp_path: Path) -> Iterator[Path3]:
             (p.b, f"b{tag}", "10.14.2.2/24", "2001:db8:142::2/64"),
         ):
             net.address(ns, dev, v4, v6)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", p.a, "route", "add", "10.14.2.0/24", "via", "10.14.1.2")
         sh("ip", "-n", p.a, "route", "add", "2001:db8:142::/64", "via", "2001:db8:141::2")
         sh("ip", "-n", p.b, "route", "add", "10.14.1.0/24", "via", "10.14.2.1")

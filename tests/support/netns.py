@@ -147,10 +147,12 @@ class Netlab:
         self.made.clear()
         _LIVE.discard(self)
 
-    def add_netns(self, name: str) -> str:
+    def add_netns(self, name: str, lo: bool = True) -> str:
+        """A new netns (its loopback up unless `lo` is False), deleted on close."""
         ip("netns", "add", name)
         self.made.append(name)
-        ip("-n", name, "link", "set", "lo", "up")
+        if lo:
+            ip("-n", name, "link", "set", "lo", "up")
         return name
 
     def add_veth(
@@ -162,17 +164,19 @@ class Netlab:
         *,
         mac: bytes | None = None,
         peer_mac: bytes | None = None,
+        up: bool = True,
     ) -> None:
-        """A veth pair, `name` in ns and `peer` in peer_ns, both up (created inside ns, so
-        it is never visible in the caller's namespace)."""
+        """A veth pair, `name` in ns and `peer` in peer_ns, both up unless `up` is False
+        (created inside ns, so it is never visible in the caller's namespace)."""
         assert max(len(name), len(peer)) <= 15, "interface names are at most 15 characters"
         mine = ["address", mac_text(mac)] if mac else []
         theirs = ["address", mac_text(peer_mac)] if peer_mac else []
         where = ["netns", peer_ns] if peer_ns != ns else []
         ip("-n", ns, "link", "add", name, *mine, "type", "veth", "peer", "name", peer, *theirs,
            *where)  # fmt: skip
-        ip("-n", ns, "link", "set", name, "up")
-        ip("-n", peer_ns, "link", "set", peer, "up")
+        if up:
+            ip("-n", ns, "link", "set", name, "up")
+            ip("-n", peer_ns, "link", "set", peer, "up")
 
     def move(self, ns: str, dev: str, to: str) -> None:
         """Move dev from ns to netns `to` (and bring it up there)."""
