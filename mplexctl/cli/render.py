@@ -106,6 +106,10 @@ def status_text(rows: list[InterfaceStatus]) -> str:
                     out.append(f"    {v:<17} {c.packets:>12} packets {c.bytes:>14} bytes")
             for tag, (port, c) in s.routes.items():
                 out.append(f'    route "{tag}" -> {port}: {c.packets} packets, {c.bytes} bytes')
+            if s.replies is not None:
+                out.append(
+                    f"    replies restored: {s.replies.packets} packets, {s.replies.bytes} bytes"
+                )
     return "\n".join(out)
 
 
@@ -157,5 +161,16 @@ def status_prometheus(rows: list[InterfaceStatus]) -> str:
                         f'mplex_route_{unit}_total{{interface="{_label(r.name)}",'
                         f'service="{s.name}",tag="{_label(tag)}",port="{port}"}} '
                         f"{getattr(c, unit)}"
+                    )
+        out += [
+            f"# HELP mplex_replies_restored_{unit}_total Replies restored (reply: restore).",
+            f"# TYPE mplex_replies_restored_{unit}_total counter",
+        ]
+        for r in mplex:
+            for s in r.services:
+                if s.replies is not None:
+                    out.append(
+                        f'mplex_replies_restored_{unit}_total{{interface="{_label(r.name)}",'
+                        f'service="{s.name}"}} {getattr(s.replies, unit)}'
                     )
     return "\n".join(out) + "\n"

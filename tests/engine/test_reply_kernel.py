@@ -42,6 +42,13 @@ def test_connected_clients_get_every_reply_with_restore(wire: Wire, hook: str) -
     svc = host.status()["services"]["telemetry"]
     assert svc["verdicts"]["rewrite"]["packets"] == 120
     assert svc["replies_restored"]["packets"] == 120
+    text = host.cli("status", host.xdp).stdout
+    assert "replies restored: 120 packets" in text, text
+    prom = host.cli("status", "--prometheus", host.xdp).stdout
+    assert (
+        f'mplex_replies_restored_packets_total{{interface="{host.xdp}",service="telemetry"}} 120'
+        in prom
+    )
     # The second apply changes nothing and compiles nothing.
     again = host.apply(host.config(ROUTES, hook=hook, reply="restore"))
     assert again["changed"] is False and again["plan"] == []
