@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-bpfcc python3-venv python3-pip iproute2 ethtool clang-format)
+APT_PACKAGES=(python3-bpfcc python3-venv python3-pip iproute2 ethtool clang-format strace)
 [ "${MPLEX_SETUP_BENCH:-0}" = 1 ] && APT_PACKAGES+=(netsniff-ng nftables bpftool)
 
 log() { echo "mplexctl setup: $*"; }
