@@ -80,8 +80,12 @@ def attach_previous(build: Build, iface: str, mode: str = "native") -> int:
 def source_v2(build: Build) -> str:
     """The layout-2 program's C text for `build`'s services (the current config header)."""
     text = (HERE_V2 / "mplex.c").read_text()
-    parts = {"mplex_config.h": build.header}
-    for name in ("mplex_common.h", "mplex_parse.h", "mplex_core.h"):
+    # The parsing helpers did not change between layouts 1 and 2: one kept copy serves both.
+    parts = {
+        "mplex_config.h": build.header,
+        "mplex_parse.h": (HERE / "mplex_parse_v1.h").read_text(),
+    }
+    for name in ("mplex_common.h", "mplex_core.h"):
         parts[name] = (HERE_V2 / name).read_text()
     for name, body in parts.items():
         text = text.replace(f'#include "{name}"', body.rstrip("\n"))
