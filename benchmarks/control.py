@@ -145,7 +145,7 @@ def map_fill(reps: int) -> tuple[float, float]:
         fills, dumps = [], []
         for _ in range(reps):
             # Empty the table between fills: tombstone every live slot at once (this bench
-            # writes no service row, so delete_routes would search every slot per key).
+            # writes no service row, so delete_routes would first index every slot).
             pm.slots.tombstone(pm.slots.live())
             t0 = time.perf_counter()
             pm.write_table(svc.index, 0, svc.routes)

@@ -310,22 +310,35 @@ class ProgramMaps:
 
     def _find(self, key: bytes) -> tuple[int, int, int] | None:
         """(slot, prefix, tag word) of the live route `key` (layout 3), or None."""
-        prefix, raw_tag = layout.U32.unpack(key[:4])[0], key[4:]
-        seed = self.seed_of(prefix)
-        word = tag_word(raw_tag)
-        at = None if seed is None else self.slots.find(layout.route_slot_key(prefix), word, seed)
-        if at is None:  # a route of an unknown table: look everywhere
-            want = layout.route_slot_key(prefix)
-            w = self.slots.words
-            at = next(
-                (
-                    i
-                    for i in self.slots.live()
-                    if w[2 * i] == word and (w[2 * i + 1] >> 16) & 0xFFFF == want
-                ),
-                None,
-            )
-        return None if at is None else (at, prefix, word)
+        return self._find_all([key])[0]
+
+    def _find_all(self, keys: list[bytes]) -> list[tuple[int, int, int] | None]:
+        """_find of every key: each table's seed is read once, and a key the probe path of
+        its table's seed does not find (a table no service row names: a stray, an
+        interrupted apply) is looked up everywhere: by one pass over the table for the
+        first such key, then in an index of every live slot built once (one more pass) for
+        the others, so a batch costs two passes at most, not one per key."""
+        seeds: dict[int, int | None] = {}
+        index: dict[tuple[int, int], int] | None = None
+        scanned = False
+        t = self.slots
+        out: list[tuple[int, int, int] | None] = []
+        for key in keys:
+            prefix, word = layout.U32.unpack(key[:4])[0], tag_word(key[4:])
+            if prefix not in seeds:
+                seeds[prefix] = self.seed_of(prefix)
+            seed, want = seeds[prefix], layout.route_slot_key(prefix)
+            at = None if seed is None else t.find(want, word, seed)
+            if at is None and index is not None:
+                at = index.get((want, word))
+            elif at is None and not scanned:  # one key alone: no index to build
+                scanned = True
+                at = t.scan(want, word)
+            elif at is None:
+                index = t.index()
+                at = index.get((want, word))
+            out.append(None if at is None else (at, prefix, word))
+        return out
 
     def route_values(self, key: bytes) -> list[bytes] | None:
         """Per-CPU values of one route entry, or None."""
@@ -471,7 +484,7 @@ class ProgramMaps:
 
     def delete_routes(self, keys: list[bytes]) -> None:
         if not self.hashed:
-            found = [self._find(k) for k in keys]
+            found = self._find_all(keys)
             self.slots.tombstone(f[0] for f in found if f is not None)
             return
         self.maps[C.MAP_ROUTES].delete_batch(keys)

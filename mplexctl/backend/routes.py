@@ -118,6 +118,25 @@ class SlotTable:
                 return at
         return None
 
+    def scan(self, key: int, tag: int) -> int | None:
+        """Slot of the live route (key, tag) wherever it lies (its table's seed unknown): one
+        pass over the whole table."""
+        w = self.words
+        return next((i for i in self.live() if w[2 * i] == tag and self.key_at(i) == key), None)
+
+    def key_at(self, i: int) -> int:
+        return (self.words[2 * i + 1] >> C.SLOT_KEY_SHIFT) & KEY_MASK
+
+    def index(self) -> dict[tuple[int, int], int]:
+        """(key, tag) -> slot of every live route (the first slot, should two hold one): one
+        pass over the whole table, for a batch of routes whose tables' seeds are unknown."""
+        tags = self.words[0::2].tolist()
+        out: dict[tuple[int, int], int] = {}
+        for i, k in enumerate(self.keys()):
+            if k != EMPTY and k != TOMB:
+                out.setdefault((k, tags[i]), i)
+        return out
+
     def used_counters(self) -> set[int]:
         raw = array("I", self.mm[: self.nslots * SLOT_SIZE])
         keys = self.keys()

@@ -206,3 +206,57 @@ def test_an_add_beyond_the_probe_bound_becomes_a_table_swap(
     for tag, port in want.routes.items():
         tr = bpfsys.prog_test_run(fd, _frame(5000, tag), 1)
         assert tr.data == _frame(port, tag), tag
+
+
+N_STRAY = 20_000  # routes of a table no service row names
+
+
+def test_a_batch_of_routes_of_an_unknown_table_reads_the_table_twice_at_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """delete_routes of N_STRAY keys whose table no service row names (so its seed is
+    unknown: a stray table, the benchmark's bare fill): each key was searched by a pass over
+    every slot (N_STRAY passes). Now: one pass for the first such key, one more to index
+    the live slots, then dictionary lookups. Slot reads are counted through the seam every
+    whole-table read goes through (SlotTable.keys) and the probes of SlotTable.find."""
+    build = compile_config(parse_config(_config({"abc": PORT_A, "xyz": 7003}, limit=32768)))
+    ld = compile_and_load(build)
+    try:
+        pm = ProgramMaps.from_fd(ld.prog_fd, ld.maps)
+        pm.fill(build)  # service 0's rows name slot 0 only
+        stray = {i.to_bytes(3, "big"): 10000 + i % 50000 for i in range(N_STRAY)}
+        pm.write_table(0, 1, stray)
+        t = pm.slots
+        passes, finds = [0], [0]
+        keys_of, find = type(t).keys, type(t).find
+
+        def counted_keys(self: object) -> object:
+            passes[0] += 1
+            assert passes[0] <= 4, "a pass over the route table per key"
+            return keys_of(t)
+
+        def counted_find(self: object, key: int, tag: int, seed: int) -> int | None:
+            finds[0] += 1
+            return find(t, key, tag, seed)
+
+        monkeypatch.setattr(type(t), "keys", counted_keys)
+        monkeypatch.setattr(type(t), "find", counted_find)
+        known = [layout.route_key(0, 0, b"xyz"), layout.route_key(0, 0, b"nop")]  # nop: absent
+        absent = [layout.route_key(0, 1, b"\xff\xff\xff")]
+        batch = [layout.route_key(0, 1, tag) for tag in stray] + known + absent
+
+        pm.delete_routes([layout.route_key(0, 1, b"\x00\x00\x07")])  # one key: one pass
+        assert (passes[0], finds[0]) == (1, 0)
+        passes[0] = 0
+        pm.delete_routes(batch)
+        assert passes[0] == 2  # the first key's pass, the index: not one per key
+        assert finds[0] == len(known)  # the table with a seed is probed, as before
+        reads = passes[0] * t.nslots + finds[0] * C.ROUTE_PROBES_MAX
+        assert reads <= 2 * t.nslots + C.ROUTE_PROBES_MAX * len(batch)  # linear in the batch
+        monkeypatch.undo()
+        left = pm.route_dump().groups
+        assert set(left) == {layout.route_prefix(0, 0)}  # every stray route is gone
+        assert pm.route_dump().table(left[layout.route_prefix(0, 0)], 3) == {b"abc": PORT_A}
+        pm.close()
+    finally:
+        ld.close()
