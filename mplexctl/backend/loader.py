@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,7 +73,8 @@ def _captured_stderr() -> Iterator[_Printed]:
     import tempfile  # only a compile needs it
 
     printed = _Printed()
-    sys.stderr.flush()  # Python's own pending text is not BCC's
+    if sys.stderr is not None:  # Python's own pending text is not BCC's
+        sys.stderr.flush()
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         saved = os.dup(2)
         os.dup2(tmp.fileno(), 2)
@@ -142,9 +144,18 @@ def _is_diagnostic(line: str) -> bool:
 def verifier_summary(lines: list[str], limit: int = VERIFIER_TAIL) -> str:
     """The end of the verifier log: the instructions before the refusal, the reason, the
     "processed N insns" line and BCC's hints. libbcc's own headline ("bpf: Failed to load
-    program: <errno>") is left out: the message says it in its own words."""
-    log = [_cut(ln) for ln in lines if not ln.startswith("bpf: Failed to load program")]
+    program: <errno>") is left out: the message says it in its own words, and so are the
+    line numbers of BCC's rewritten source (" @ main.c:N": no file a user has; the source
+    line itself is quoted)."""
+    log = [
+        _cut(_BCC_LINE.sub("", ln))
+        for ln in lines
+        if not ln.startswith("bpf: Failed to load program")
+    ]
     return "\n  ".join(log[-limit:]) or "(the kernel printed no verifier log)"
+
+
+_BCC_LINE = re.compile(r" @ main\.c:\d+$")
 
 
 def _cut(line: str, width: int = VERIFIER_WIDTH) -> str:

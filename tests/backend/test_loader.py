@@ -58,6 +58,7 @@ def test_verifier_rejection_quotes_the_end_of_the_log() -> None:
     head, quoted = _detail(exc)
     assert head == "the kernel verifier rejected BPF program mplex_xdp; the end of its log:"
     assert "r0 = *(u8 *)(r1 +0)" in "\n".join(quoted)  # the refused instruction
+    assert "; return *(unsigned char *)data; /* no check against data_end */" in quoted  # its C
     assert any(ln.startswith("invalid access to packet") for ln in quoted), quoted  # why
     assert PROCESSED.match(quoted[-1]), quoted
     assert 3 <= len(quoted) <= loader.VERIFIER_TAIL
