@@ -124,7 +124,9 @@ int mplex_tc_in(struct __sk_buff *skb)
 
 #if MPLEX_HAVE_RESTORE
 /* Egress: a reply of a recorded flow (from backend port to the client) leaves with the
- * service port as its source port. Anything else passes untouched. */
+ * service port as its source port. Anything else passes untouched. Only UDP flows are
+ * recorded (validation refuses `reply: restore` on a tcp service: its handshake is dropped),
+ * so other segments leave without a lookup. */
 int mplex_tc_out(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
@@ -139,7 +141,7 @@ int mplex_tc_out(struct __sk_buff *skb)
 
 	if (mplex_parse_frame(data, data_end, &pkt) != MPLEX_OK)
 		return MPLEX_TC_NEXT;
-	if (pkt.l4proto != MPLEX_PROTO_UDP && pkt.l4proto != MPLEX_PROTO_TCP)
+	if (pkt.l4proto != MPLEX_PROTO_UDP)
 		return MPLEX_TC_NEXT;
 	ports = pkt.l4;
 	if ((void *)(ports + 1) > data_end)

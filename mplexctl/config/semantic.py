@@ -257,15 +257,35 @@ def check_services(data: dict[str, Any], tables: Tables | None = None) -> Iterat
         yield from check_service(i, svc, ports, tables)
 
 
+TCP_RESTORE = (
+    "service {name}: reply: restore works for udp services only: a tcp service is routed "
+    "segment by segment, and the handshake (SYN, SYN-ACK) carries no payload, so it falls "
+    "outside every window and is dropped: no TCP connection to {port} is ever set up, "
+    "and no reply can come back to restore (README: TCP segments)"
+)
+
+
+def _port_words(svc: dict[str, Any]) -> str:
+    port = _int(svc.get("port"))
+    return "its port" if port is None else f"port {port}"
+
+
 def check_replies(data: dict[str, Any]) -> Iterator[Problem]:
-    """`reply: restore` needs an interface for the replies to leave through (the egress
-    program runs on the file's interfaces). That a restoring service's route ports are not
-    the port of another restoring service is part of a wider rule: no route leads to any
-    service port (check_service)."""
+    """`reply: restore` is for udp services (a tcp service drops the handshake, so there is
+    no connection whose replies could be restored) and needs an interface for the replies to
+    leave through (the egress program runs on the file's interfaces). That a restoring
+    service's route ports are not the port of another restoring service is part of a wider
+    rule: no route leads to any service port (check_service)."""
     services = dict(_dicts(data.get("services")))
     restoring = {i: s for i, s in services.items() if s.get("reply") == "restore"}
     if not restoring:
         return
+    for i, svc in restoring.items():
+        if svc.get("protocol") == "tcp":
+            yield _at(
+                ("services", i, "reply"),
+                TCP_RESTORE.format(name=_label(i, svc), port=_port_words(svc)),
+            )
     interfaces = data.get("interfaces")
     if isinstance(interfaces, list) and not interfaces:
         for i, svc in restoring.items():

@@ -3,6 +3,10 @@ semantic checks with lines, and what they change in the build."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from mplexctl import constants as C
@@ -79,6 +83,42 @@ def test_restore_needs_an_interface() -> None:
     (problem,) = problems(text)
     assert problem.startswith("f.yaml:7: services[0].reply: ")
     assert "needs an interface in the file" in problem
+
+
+def test_restore_on_a_tcp_service_is_refused() -> None:
+    """A tcp service drops the handshake (no payload: outside every window), so no TCP
+    connection is set up and no reply exists to restore: refused at the reply key, naming
+    the service, the port and why."""
+    text = BLOCK.replace("    protocol: udp\n", "    protocol: tcp\n")
+    text = text.replace("    port: 5000\n", "    port: 5000\n    reply: restore\n")
+    (problem,) = problems(text)
+    assert problem.startswith("f.yaml:8: services[0].reply: service telemetry: "), problem
+    assert "reply: restore works for udp services only" in problem
+    assert "no TCP connection to port 5000 is ever set up" in problem
+    # The same tcp service without restore stays valid (with its warning); a udp service
+    # of the same file may still restore.
+    assert parse_config(text.replace("    reply: restore\n", "")).services[0].protocol == "tcp"
+    mixed = TWO.replace("    port: 5000\n", "    port: 5000\n    reply: restore\n")
+    mixed = mixed.replace(
+        "    protocol: udp\n    port: 5100\n", "    protocol: tcp\n    port: 5100\n"
+    )
+    assert [s.reply for s in parse_config(mixed).services] == ["restore", "none"]
+    (problem,) = problems(mixed.replace("    port: 5100\n", "    port: 5100\n    reply: restore\n"))
+    assert problem.startswith("f.yaml:17: services[1].reply: service control: "), problem
+
+
+def test_restore_on_tcp_is_refused_by_the_cli_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "tcp.yaml"
+    text = BLOCK.replace("    protocol: udp\n", "    protocol: tcp\n")
+    path.write_text(text.replace("    port: 5000\n", "    port: 5000\n    reply: restore\n"))
+    r = subprocess.run(
+        [sys.executable, "-m", "mplexctl", "validate", str(path)], capture_output=True, text=True
+    )
+    assert r.returncode == 2, r.stderr
+    assert f"{path}:8: services[0].reply: service telemetry: reply: restore works for udp" in (
+        r.stderr
+    )
+    assert "Traceback" not in r.stderr
 
 
 def test_route_port_may_not_be_another_restoring_service_port() -> None:

@@ -10,7 +10,7 @@ import pytest
 from mplexctl.engine.probe import tc_hooks
 from tests.engine.replylab import V6_HOST, V6_SENDER, Echo, clients, third_party
 from tests.support.hosts import Wire
-from tests.support.netns import in_netns, sh
+from tests.support.netns import call_in_netns, in_netns, sh
 
 pytestmark = pytest.mark.kernel
 
@@ -93,3 +93,61 @@ def test_restore_turned_off_detaches_the_reply_path(wire: Wire) -> None:
     with in_netns(host.ns):
         hooks = tc_hooks(socket.if_nametoindex(host.xdp))
     assert hooks.ingress and not hooks.egress
+
+
+def _tcp_connect(ns: str, ip: str, port: int, timeout: float) -> str:
+    """Outcome of a TCP connect() from netns ns: "connected", "timeout" or "refused"."""
+
+    def make() -> socket.socket:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    s = call_in_netns(ns, make)
+    s.settimeout(timeout)
+    try:
+        s.connect((ip, port))
+    except TimeoutError:
+        return "timeout"
+    except ConnectionRefusedError:
+        return "refused"
+    finally:
+        s.close()
+    return "connected"
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_tcp_service_drops_the_handshake(wire: Wire, hook: str) -> None:
+    """Why `reply: restore` is refused on a tcp service: the SYN carries no payload, falls
+    outside every window and is dropped, so connect() to the service port never completes
+    (with a listener on it, which accepts before the program is attached) and no reply
+    exists to restore. The file that asks for it is refused and changes nothing."""
+    host = wire.host
+    udp = host.config(ROUTES, hook=hook).read_text()
+    tcp = host.tmp / "tcp.yaml"
+    tcp.write_text(udp.replace("protocol: udp", "protocol: tcp"))
+    restoring = host.tmp / "tcp-restore.yaml"
+    restoring.write_text(
+        tcp.read_text().replace("    port: 5000\n", "    port: 5000\n    reply: restore\n")
+    )
+
+    def listen() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("", 5000))
+        s.listen(8)
+        return s
+
+    listener = call_in_netns(host.ns, listen)
+    try:
+        assert _tcp_connect(wire.sender_ns, wire.dst_ip, 5000, 3.0) == "connected"
+        refused = host.apply(restoring, ok=False)
+        assert refused["_rc"] == 2, refused
+        assert "reply: restore works for udp services only" in refused["msg"], refused
+        assert host.cli("status", "--json", host.xdp).returncode == 0
+        assert host.status()["owner"] == "none"
+        host.apply(tcp)
+        assert _tcp_connect(wire.sender_ns, wire.dst_ip, 5000, 2.5) == "timeout"
+    finally:
+        listener.close()
+    verdicts = host.status()["services"]["telemetry"]["verdicts"]
+    # The SYN and its retransmission(s) (one after 1 s, more on a slow machine).
+    assert verdicts["drop_length"]["packets"] >= 2, verdicts
+    assert verdicts.get("rewrite", {"packets": 0})["packets"] == 0, verdicts
