@@ -13,8 +13,10 @@ from mplexctl import constants as C
 from mplexctl.compiler.build import compile_config
 from mplexctl.config import parse_config
 from mplexctl.config.model import Interface, Limits
+from mplexctl.contract.model import run_model
 from mplexctl.errors import ConfigError
 from tests.samples import BLOCK
+from tests.support.frames import tcp_frame
 
 pytestmark = pytest.mark.unit
 
@@ -105,6 +107,15 @@ def test_restore_on_a_tcp_service_is_refused() -> None:
     assert [s.reply for s in parse_config(mixed).services] == ["restore", "none"]
     (problem,) = problems(mixed.replace("    port: 5100\n", "    port: 5100\n    reply: restore\n"))
     assert problem.startswith("f.yaml:17: services[1].reply: service control: "), problem
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_the_model_drops_a_segment_without_payload_of_a_tcp_service(version: int) -> None:
+    """The reason for the refusal, in the reference model: a handshake segment (no payload)
+    of a tcp service is dropped by the length check, whatever `unmatched` says."""
+    text = BLOCK.replace("    protocol: udp\n", "    protocol: tcp\n") + "    unmatched: pass\n"
+    result = run_model(parse_config(text), tcp_frame(b"", 5000, version))
+    assert (result.service, result.action, result.verdict) == ("telemetry", "drop", "drop_length")
 
 
 def test_restore_on_tcp_is_refused_by_the_cli_with_exit_2(tmp_path: Path) -> None:
