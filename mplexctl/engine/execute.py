@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mplexctl import constants as C
-from mplexctl.backend import bpfsys, netlink, tcx
+from mplexctl.backend import bpfsys, netlink, tchook
 from mplexctl.backend.host import fault_point
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.backend.routes import tag_word
@@ -165,24 +165,26 @@ def _tc_commit(
     undo: list[Undo],
     held: list[int],
 ) -> None:
-    """attach | swap (atomic replace of exactly the program we saw) | detach, at one tcx
-    hook; each step leaves an undo."""
+    """attach | swap (atomic replace of exactly the program we saw) | detach, at one TC
+    hook, where the live program is attached (tcx or clsact); each step leaves an undo."""
     entry = C.PROG_TC_IN if direction == "ingress" else C.PROG_TC_OUT
     index, name = live.index, live.name
     if action == "attach":
         new_fd = prog.entry(entry)
-        tcx.attach(index, name, new_fd, direction)
-        undo.append(lambda: tcx.detach(index, name, new_fd, direction))
+        via = tchook.preferred()
+        tchook.attach(index, name, via, new_fd, direction)
+        undo.append(lambda: tchook.detach(index, name, via, new_fd, direction))
         return
     old_fd = _prog_fd(old_id, name)  # held open so a rollback can put it back
     held.append(old_fd)
+    old_via = live.tc_via if direction == "ingress" else live.egress_via
     if action == "detach":
-        tcx.detach(index, name, old_fd, direction)
-        undo.append(lambda: tcx.attach(index, name, old_fd, direction))
+        tchook.detach(index, name, old_via, old_fd, direction)
+        undo.append(lambda: tchook.attach(index, name, old_via, old_fd, direction))
         return
     new_fd = prog.entry(entry)
-    tcx.attach(index, name, new_fd, direction, expected_fd=old_fd)
-    undo.append(lambda: tcx.attach(index, name, old_fd, direction, expected_fd=new_fd))
+    tchook.replace(index, name, old_via, old_fd, new_fd, direction)
+    undo.append(lambda: tchook.replace(index, name, old_via, new_fd, old_fd, direction))
 
 
 def _xdp_commit(
@@ -329,7 +331,7 @@ def _update_maps(
 
 def detach_interface(live: InterfaceState) -> None:
     """Detach exactly the programs of mplex we saw (expected fd): never one that raced in
-    since, never another program of a tcx hook; then free the interface's counter slot in
+    since, never another program of a TC hook; then free the interface's counter slot in
     its generation (when the generation is still attached somewhere)."""
     if live.program is not None:
         fd = _prog_fd(live.prog_id, live.name)
@@ -337,11 +339,14 @@ def detach_interface(live: InterfaceState) -> None:
             netlink.detach(_link(live.name), expected_fd=fd)
         finally:
             os.close(fd)
-    for direction, prog_id in (("ingress", live.tc_id), ("egress", live.egress_id)):
+    for direction, prog_id, via in (
+        ("ingress", live.tc_id, live.tc_via),
+        ("egress", live.egress_id, live.egress_via),
+    ):
         if prog_id:
             fd = _prog_fd(prog_id, live.name)
             try:
-                tcx.detach(live.index, live.name, fd, direction)
+                tchook.detach(live.index, live.name, via, fd, direction)
             finally:
                 os.close(fd)
     fault_point("after-detach")
@@ -368,6 +373,8 @@ def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
     prog: _Program | None = None
     undo: list[Undo] = []
     held: list[int] = []  # fds of replaced programs, kept for a rollback
+    if any(ip.hook == "tc" or ip.egress for ip in installs):
+        tchook.preferred()  # a bad MPLEXCTL_TC_ATTACH is refused before anything changes
     try:
         if pp is not None and pp.new:
             prog = _prepare(pp, build, live, out, stamp)

@@ -6,13 +6,13 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from mplexctl import constants as C
 from mplexctl.accel import reprobe
 from mplexctl.accel.reprobe import RouteWrites
-from mplexctl.backend import bpfsys, netlink, tcx
+from mplexctl.backend import bpfsys, netlink, tchook
 from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import ServiceEntry
@@ -138,26 +138,42 @@ def interface_state(
 
 @dataclass(frozen=True)
 class TcHooks:
-    """mplex's programs at an interface's tcx hooks (0: none): ingress (hook: tc), egress."""
+    """mplex's programs at an interface's TC hooks (0: none): ingress (hook: tc), egress; and
+    how each is attached (tcx | clsact, tchook.py)."""
 
     ingress: int = 0
     egress: int = 0
+    ingress_via: str = field(default="", compare=False)
+    egress_via: str = field(default="", compare=False)
 
 
-def _mplex_tc(ids: list[int], name: str) -> int:
-    for prog_id in ids:
-        if _prog_name(prog_id) == name:
-            return prog_id
-    return 0
+def _mplex_tc(found: list[tchook.Attached], name: str) -> tchook.Attached | None:
+    for item in found:
+        if _prog_name(item.prog_id) == name:
+            return item
+    return None
 
 
-def tc_hooks(index: int) -> TcHooks:
-    """mplex's programs at the tcx hooks of interface `index`; every other one is ignored."""
+def tc_hooks(index: int, with_clsact: bool = True) -> TcHooks:
+    """mplex's programs at the TC hooks of interface `index` (tcx or clsact); every other
+    program there is ignored. with_clsact False: the interface has no clsact qdisc."""
     try:
-        ingress, egress = tcx.query(index, "ingress"), tcx.query(index, "egress")
-    except bpfsys.BpfError:  # no tcx on this kernel: nothing of ours there
+        ingress = _mplex_tc(tchook.query(index, "ingress", with_clsact), C.PROG_TC_IN)
+        egress = _mplex_tc(tchook.query(index, "egress", with_clsact), C.PROG_TC_OUT)
+    except bpfsys.BpfError:  # the interface went away meanwhile: nothing of ours there
         return TcHooks()
-    return TcHooks(_mplex_tc(ingress, C.PROG_TC_IN), _mplex_tc(egress, C.PROG_TC_OUT))
+    return TcHooks(
+        ingress.prog_id if ingress else 0,
+        egress.prog_id if egress else 0,
+        ingress.via if ingress else "",
+        egress.via if egress else "",
+    )
+
+
+def all_tc_hooks(links: list[netlink.LinkXdp]) -> dict[int, TcHooks]:
+    """tc_hooks of every link; cls_bpf filters are looked for only where a clsact qdisc is."""
+    with_clsact = tchook.clsact_links()
+    return {link.index: tc_hooks(link.index, link.index in with_clsact) for link in links}
 
 
 def _generations(
@@ -195,8 +211,10 @@ def _generations(
 def attached_ids() -> set[int]:
     """Ids of the XDP programs and of mplex's TC programs attached in this namespace."""
     ids: set[int] = set()
-    for link in netlink.list_links():
-        tc = tc_hooks(link.index)
+    links = netlink.list_links()
+    hooks = all_tc_hooks(links)
+    for link in links:
+        tc = hooks[link.index]
         ids.update(i for i in (link.prog_id, tc.ingress, tc.egress) if i)
     return ids
 
@@ -207,7 +225,7 @@ def probe(expect: dict[int, RouteWrites] | None = None) -> LiveState:
     map dumped) once. `expect`: per generation id, in-place route writes an apply made,
     which accel/reprobe.py may confirm in bulk."""
     links = netlink.list_links()
-    hooks = {link.index: tc_hooks(link.index) for link in links}
+    hooks = all_tc_hooks(links)
     ids: dict[int, str] = {}
     for link in links:
         for prog_id, hook in (
@@ -228,6 +246,8 @@ def probe(expect: dict[int, RouteWrites] | None = None) -> LiveState:
             tc_program=states.get(tc.ingress),
             egress_id=tc.egress,
             egress_program=states.get(tc.egress),
+            tc_via=tc.ingress_via,
+            egress_via=tc.egress_via,
         )
 
     return LiveState({link.name: state(link) for link in links})

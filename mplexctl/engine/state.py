@@ -64,10 +64,12 @@ class InterfaceState:
     prog_name: str = ""
     program: ProgramState | None = None  # set when the attached XDP program is mplex's
     up: bool = field(default=True, compare=False)  # administratively up
-    tc_id: int = 0  # mplex's program at the tcx ingress hook (hook: tc), 0: none
+    tc_id: int = 0  # mplex's program at the TC ingress hook (hook: tc), 0: none
     tc_program: ProgramState | None = None
-    egress_id: int = 0  # mplex's reply-path program at the tcx egress hook, 0: none
+    egress_id: int = 0  # mplex's reply-path program at the TC egress hook, 0: none
     egress_program: ProgramState | None = None
+    tc_via: str = field(default="", compare=False)  # how tc_id is attached: tcx | clsact
+    egress_via: str = field(default="", compare=False)
 
     @property
     def foreign(self) -> bool:

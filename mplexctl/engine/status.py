@@ -11,7 +11,7 @@ from mplexctl.backend import netlink
 from mplexctl.backend.program import RouteDump
 from mplexctl.compiler import layout
 from mplexctl.config.model import tag_text
-from mplexctl.engine.probe import interface_state, opened_program, tc_hooks
+from mplexctl.engine.probe import all_tc_hooks, interface_state, opened_program
 from mplexctl.engine.state import ProgramState
 from mplexctl.errors import HostError
 
@@ -135,10 +135,11 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
         if len(unknown) == 1:
             raise HostError(f"interface {unknown[0]} does not exist")
         raise HostError(f"interfaces {', '.join(unknown)} do not exist")
-    # An interface with mplex at its tcx ingress (hook: tc) reports that program.
+    # An interface with mplex at its TC ingress (hook: tc) reports that program.
     ids = {}
+    hooks = all_tc_hooks(every)
     for link in every:
-        tc = tc_hooks(link.index).ingress
+        tc = hooks[link.index].ingress
         ids[link.name] = (link, tc or link.prog_id, tc != 0)
     chosen = [v for k, v in ids.items() if (k in names if names else v[1] != 0)]
     read: dict[int, tuple[ProgramState | None, str, Any, Any, Any]] = {}

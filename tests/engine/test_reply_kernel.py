@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from mplexctl.backend import tchook
 from mplexctl.engine.probe import tc_hooks
 from tests.engine.replylab import V6_HOST, V6_SENDER, Echo, clients, third_party
 from tests.support.hosts import Wire
@@ -25,8 +26,14 @@ def _v6(wire: Wire) -> None:
     sh("ip", "-n", host.ns, "link", "set", "lo", "up")
 
 
-@pytest.mark.parametrize("hook", ["xdp", "tc"])
-def test_connected_clients_get_every_reply_with_restore(wire: Wire, hook: str) -> None:
+@pytest.mark.parametrize(
+    ("hook", "via"), [("xdp", "auto"), ("tc", "auto"), ("xdp", "clsact"), ("tc", "clsact")]
+)
+def test_connected_clients_get_every_reply_with_restore(
+    wire: Wire, hook: str, via: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """via clsact: the reply path (and the TC ingress) attached without tcx."""
+    monkeypatch.setenv(tchook.ENV, via)
     host = wire.host
     _v6(wire)
     res = host.apply(host.config(ROUTES, hook=hook, reply="restore"))
@@ -52,6 +59,9 @@ def test_connected_clients_get_every_reply_with_restore(wire: Wire, hook: str) -
     # The second apply changes nothing and compiles nothing.
     again = host.apply(host.config(ROUTES, hook=hook, reply="restore"))
     assert again["changed"] is False and again["plan"] == []
+    with in_netns(host.ns):
+        hooks = tc_hooks(socket.if_nametoindex(host.xdp))
+    assert hooks.egress_via == (tchook.preferred() if via == "auto" else via)
 
 
 @pytest.mark.parametrize("hook", ["xdp", "tc"])

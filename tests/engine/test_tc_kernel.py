@@ -1,6 +1,7 @@
 """The TC hook under the engine tests (issue 14): idempotency, in-place map updates, atomic
 replacement with zero loss, kill -9 convergence, hook changes, other TC programs left
-alone, detach."""
+alone, detach; each both ways a TC program is attached (tcx, and the clsact + cls_bpf
+fallback for kernels without tcx, forced with MPLEXCTL_TC_ATTACH=clsact)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from mplexctl import constants as C
-from mplexctl.backend import bpfsys
+from mplexctl.backend import bpfsys, tchook
 from mplexctl.engine.probe import TcHooks, tc_hooks
 from tests.support.frames import tagged_udp as udp_frame
 from tests.support.hosts import Host, Wire
@@ -35,11 +36,17 @@ def hooks(host: Host) -> TcHooks:
         return tc_hooks(socket.if_nametoindex(host.xdp))
 
 
-def tcx_ids(host: Host, direction: str) -> list[int]:
-    from mplexctl.backend import tcx
-
+def tc_ids(host: Host, direction: str) -> list[int]:
+    """Every program at a TC hook of the interface, in the order they run (tcx, then clsact)."""
     with in_netns(host.ns):
-        return tcx.query(socket.if_nametoindex(host.xdp), direction)
+        return [a.prog_id for a in tchook.query(socket.if_nametoindex(host.xdp), direction)]
+
+
+@pytest.fixture(params=["tcx", "clsact"])
+def via(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How mplexctl attaches TC programs in this test (every mplexctl run inherits it)."""
+    monkeypatch.setenv(tchook.ENV, request.param)
+    return str(request.param)
 
 
 def route_of_tc(prog_id: int, tag: bytes) -> int | None:
@@ -56,36 +63,45 @@ def route_of_tc(prog_id: int, tag: bytes) -> int | None:
 
 FOREIGN_TC = textwrap.dedent(
     """
-    import ctypes, socket, struct, sys
+    import socket, sys
     from bcc import BPF
+    from pyroute2 import IPRoute
     sys.path.insert(0, ROOT)
     from mplexctl.backend import tcx
     b = BPF(text="int other_tc(struct __sk_buff *skb) { return -1; }")
     fn = b.load_func("other_tc", BPF.SCHED_CLS)
-    tcx.attach(socket.if_nametoindex(IFACE), IFACE, fn.fd, "ingress")
+    index = socket.if_nametoindex(IFACE)
+    if VIA == "tcx":
+        tcx.attach(index, IFACE, fn.fd, "ingress")
+    else:  # a cls_bpf filter at priority 1, the one mplex would take first
+        with IPRoute() as ipr:
+            ipr.tc("add", "clsact", index)
+            ipr.tc("add-filter", "bpf", index, 1, fd=fn.fd, name="other", prio=1,
+                   parent=0xFFFFFFF2, direct_action=True)
     """
 )
 
 
-def attach_foreign_tc(host: Host) -> int:
-    """Someone else's TC program at the tcx ingress hook; returns its id."""
+def attach_foreign_tc(host: Host, via: str) -> int:
+    """Someone else's TC program at the ingress hook (tcx, or a clsact filter); its id."""
     from tests.support.hosts import ROOT
 
-    code = f"IFACE = {host.xdp!r}\nROOT = {str(ROOT)!r}\n" + FOREIGN_TC
+    code = f"IFACE = {host.xdp!r}\nROOT = {str(ROOT)!r}\nVIA = {via!r}\n" + FOREIGN_TC
     subprocess.run(
         ["ip", "netns", "exec", host.ns, sys.executable, "-c", code],
         check=True,
         capture_output=True,
     )
-    (prog_id,) = tcx_ids(host, "ingress")
+    (prog_id,) = tc_ids(host, "ingress")
     return prog_id
 
 
-def test_tc_apply_noop_in_place_swap_detach(host: Host) -> None:
+def test_tc_apply_noop_in_place_swap_detach(host: Host, via: str) -> None:
     cfg = host.config(hook="tc")
     first = host.apply(cfg)
     assert {c["action"] for c in first["plan"]} == {"attach"} and first["compiles"] == 1
     prog = hooks(host).ingress
+    assert hooks(host).ingress_via == via
     assert prog and host.status()["mode"] == "tc" and host.status()["prog_id"] == prog
     assert route_of_tc(prog, b"601") == 5002
     again = host.apply(cfg)
@@ -94,15 +110,16 @@ def test_tc_apply_noop_in_place_swap_detach(host: Host) -> None:
     moved = host.apply(host.config({"600": 5001, "601": 5009, "602": 5003}, hook="tc"))
     assert [c["action"] for c in moved["plan"]] == ["route"] and moved["compiles"] == 0
     assert hooks(host).ingress == prog and route_of_tc(prog, b"601") == 5009
-    # A new service: a new program replaces the old one atomically (tcx replace).
+    # A new service: a new program replaces the old one atomically (tcx or filter replace).
     swapped = host.apply(host.config(hook="tc", more_services=MORE))
     assert "swap" in [c["action"] for c in swapped["plan"]] and swapped["compiles"] == 1
     new = hooks(host).ingress
-    assert new and new != prog and tcx_ids(host, "ingress") == [new]
+    assert new and new != prog and tc_ids(host, "ingress") == [new]
+    assert hooks(host).ingress_via == via
     assert host.cli("diff", str(host.config(hook="tc", more_services=MORE))).returncode == 0
     det = host.cli("detach", host.xdp)
     assert det.returncode == 0, det.stderr
-    assert tcx_ids(host, "ingress") == [] and tcx_ids(host, "egress") == []
+    assert tc_ids(host, "ingress") == [] and tc_ids(host, "egress") == []
 
 
 @pytest.mark.parametrize(
@@ -114,7 +131,7 @@ def test_tc_apply_noop_in_place_swap_detach(host: Host) -> None:
     ids=["route-in-place", "program-swap"],
 )
 def test_tc_zero_loss_during_apply(
-    wire: Wire, change: dict[str, object], expect_action: str
+    wire: Wire, via: str, change: dict[str, object], expect_action: str
 ) -> None:
     host = wire.host
     host.apply(host.config(hook="tc"))
@@ -132,12 +149,13 @@ def test_tc_zero_loss_during_apply(
     assert counts["5002"] + counts["5009"] == doc["sent"] == doc["unique"], doc
 
 
-def test_foreign_tc_program_left_alone(wire: Wire) -> None:
+def test_foreign_tc_program_left_alone(wire: Wire, via: str) -> None:
     host = wire.host
-    foreign = attach_foreign_tc(host)
+    foreign = attach_foreign_tc(host, via)
     host.apply(host.config(hook="tc"))
     ours = hooks(host).ingress
-    assert tcx_ids(host, "ingress") == [foreign, ours]  # appended after it, it stays first
+    assert tc_ids(host, "ingress") == [foreign, ours]  # after it (tcx: appended; clsact:
+    assert hooks(host).ingress_via == via  # the next free priority), it stays first
     # Traffic still goes through both (the foreign program hands every frame on).
     stream = Stream(host.ns, wire.sender_ns, wire.dst_ip, [5000, 5002])
     stream.start("601", 300, 3000)
@@ -145,13 +163,13 @@ def test_foreign_tc_program_left_alone(wire: Wire) -> None:
     doc = stream.finish()
     assert doc["counts"] == {"5000": 0, "5002": doc["sent"]}, doc
     host.apply(host.config(hook="tc", more_services=MORE))  # a swap replaces ours only
-    assert tcx_ids(host, "ingress")[0] == foreign and len(tcx_ids(host, "ingress")) == 2
+    assert tc_ids(host, "ingress")[0] == foreign and len(tc_ids(host, "ingress")) == 2
     assert host.cli("detach").returncode == 0
-    assert tcx_ids(host, "ingress") == [foreign]
+    assert tc_ids(host, "ingress") == [foreign]
 
 
 @pytest.mark.parametrize("point", ["after-load", "after-fill", "after-attach"])
-def test_tc_kill9_then_reapply_converges(host: Host, point: str) -> None:
+def test_tc_kill9_then_reapply_converges(host: Host, via: str, point: str) -> None:
     host.apply(host.config(hook="tc"))
     old = hooks(host).ingress
     cfg = host.config(hook="tc", reply="restore", more_services=MORE)
@@ -163,11 +181,12 @@ def test_tc_kill9_then_reapply_converges(host: Host, point: str) -> None:
     assert res["verified"] and host.cli("diff", str(cfg)).returncode == 0
     now = hooks(host)
     assert now.ingress != old and now.egress
-    assert tcx_ids(host, "ingress") == [now.ingress] and tcx_ids(host, "egress") == [now.egress]
+    assert tc_ids(host, "ingress") == [now.ingress] and tc_ids(host, "egress") == [now.egress]
+    assert now.ingress_via == now.egress_via == via
     assert host.apply(cfg)["changed"] is False
 
 
-def test_hook_change_xdp_to_tc_and_back(host: Host) -> None:
+def test_hook_change_xdp_to_tc_and_back(host: Host, via: str) -> None:
     host.apply(host.config())
     xdp_prog = host.status()["prog_id"]
     res = host.apply(host.config(hook="tc"))
@@ -184,3 +203,37 @@ def test_hook_change_xdp_to_tc_and_back(host: Host) -> None:
     assert "hook-change" in {c["action"] for c in back["plan"]}
     assert hooks(host) == TcHooks() and host.status()["mode"] in ("native", "generic")
     assert host.apply(host.config())["changed"] is False
+
+
+def test_an_attachment_keeps_its_way(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program attached through clsact is replaced and detached there, whatever new
+    attachments would use now (a kernel upgrade, a changed setting): it never moves."""
+    monkeypatch.setenv(tchook.ENV, "clsact")
+    host.apply(host.config(hook="tc"))
+    old = hooks(host)
+    assert old.ingress_via == "clsact"
+    monkeypatch.setenv(tchook.ENV, "tcx")
+    res = host.apply(host.config(hook="tc", reply="restore", more_services=MORE))
+    assert "swap" in [c["action"] for c in res["plan"]] and res["verified"]
+    now = hooks(host)
+    assert now.ingress != old.ingress and now.ingress_via == "clsact"
+    assert now.egress_via == "tcx"  # a new attachment: the way the setting says
+    with in_netns(host.ns):
+        from mplexctl.backend import tcx
+
+        assert tcx.query(socket.if_nametoindex(host.xdp), "ingress") == []
+    assert host.cli("detach", host.xdp).returncode == 0
+    assert tc_ids(host, "ingress") == [] and tc_ids(host, "egress") == []
+
+
+def test_a_bad_attach_setting_changes_nothing(host: Host) -> None:
+    host.apply(host.config(hook="tc"))
+    before = hooks(host)
+    r = host.cli(
+        "apply",
+        str(host.config(hook="tc", more_services=MORE)),
+        env={tchook.ENV: "legacy"},
+    )
+    assert r.returncode == 2 and "MPLEXCTL_TC_ATTACH='legacy'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert hooks(host) == before

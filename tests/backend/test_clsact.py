@@ -1,0 +1,122 @@
+"""The clsact + cls_bpf attachment (the TC fallback for kernels without tcx) against the
+kernel: the filter reader agrees with tc(8), a filter takes the lowest free priority, a replace
+keeps its place, and only mplex's filter is ever changed or removed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mplexctl.backend import clsact, rtnl
+from mplexctl.errors import KernelError
+from tests.support.lab import Lab
+
+pytestmark = pytest.mark.kernel
+
+PROGS = (
+    "int tc_a(struct __sk_buff *skb) { return -1; }\nint tc_b(struct __sk_buff *skb) { return -1; }"
+)
+
+
+@pytest.fixture
+def progs(lab: Lab) -> Iterator[tuple[int, int, int]]:
+    """(ifindex of the appliance end, fd of program a, fd of program b), inside lab.dst."""
+    from bcc import BPF
+
+    with lab.in_netns(lab.dst):
+        bpf = BPF(text=PROGS.encode())
+        try:
+            a = bpf.load_func(b"tc_a", BPF.SCHED_CLS).fd
+            b = bpf.load_func(b"tc_b", BPF.SCHED_CLS).fd
+            yield socket.if_nametoindex(lab.dst_if), a, b
+        finally:
+            bpf.cleanup()
+
+
+def _tc_view(dev: str, direction: str) -> list[tuple[int, int, bool]]:
+    """(pref, program id, direct-action) of each bpf filter, as tc -j filter show reads them."""
+    out = subprocess.run(
+        ["tc", "-j", "filter", "show", "dev", dev, direction],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    doc: list[dict[str, Any]] = json.loads(out or "[]")
+    return [
+        (f["pref"], f["options"]["prog"]["id"], bool(f["options"].get("direct-action")))
+        for f in doc
+        if f.get("kind") == "bpf" and "options" in f
+    ]
+
+
+def _ours(index: int, direction: str) -> list[tuple[int, int, bool]]:
+    return [
+        (r.pref, r.prog_id, r.direct_action)
+        for r in rtnl.dump_filters(index, clsact.PARENTS[direction])
+    ]
+
+
+def _prog_id(fd: int) -> int:
+    from mplexctl.backend import bpfsys
+
+    return bpfsys.prog_info(fd).id
+
+
+def test_filter_reader_agrees_with_tc(lab: Lab, progs: tuple[int, int, int]) -> None:
+    index, a, b = progs
+    with lab.in_netns(lab.dst):
+        assert index not in rtnl.clsact_links() and clsact.query(index, "ingress") == []
+        clsact.attach(index, lab.dst_if, a, "ingress")
+        clsact.attach(index, lab.dst_if, b, "ingress")
+        clsact.attach(index, lab.dst_if, b, "egress")
+        assert index in rtnl.clsact_links()
+        for direction in ("ingress", "egress"):
+            assert _ours(index, direction) == _tc_view(lab.dst_if, direction)
+        assert _ours(index, "ingress") == [(1, _prog_id(a), True), (2, _prog_id(b), True)]
+
+
+def test_lowest_free_pref_replace_in_place_detach_only_ours(
+    lab: Lab, progs: tuple[int, int, int]
+) -> None:
+    index, a, b = progs
+    dev = lab.dst_if
+    with lab.in_netns(lab.dst):
+        # Someone else's filter holds priority 1 (attached with tc's own tool chain).
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            ipr.tc("add", "clsact", index)
+            ipr.tc(
+                "add-filter",
+                "bpf",
+                index,
+                7,
+                fd=a,
+                name="theirs",
+                prio=1,
+                parent=clsact.PARENTS["ingress"],
+                direct_action=True,
+            )
+        theirs = clsact.query(index, "ingress")
+        assert [(f.pref, f.handle, f.name) for f in theirs] == [(1, 7, "theirs")]
+        clsact.attach(index, dev, b, "ingress")  # ours: next free priority, runs after it
+        mine = clsact.find(index, "ingress", _prog_id(b))
+        assert mine is not None and mine.pref == 2
+        clsact.replace(index, dev, _prog_id(b), a, "ingress")  # same place, new program
+        assert clsact.query(index, "ingress") == [
+            theirs[0],
+            clsact.Filter(2, 1, _prog_id(a), clsact.FILTER_NAME),
+        ]
+        # A replace whose program is no longer there is refused (someone changed it).
+        with pytest.raises(KernelError, match="changed under us"):
+            clsact.replace(index, dev, _prog_id(b), a, "ingress")
+        # Both filters run program a now: detach goes by mplex's filter name, never theirs.
+        clsact.detach(index, dev, _prog_id(a), "ingress")
+        assert clsact.query(index, "ingress") == theirs
+        clsact.detach(index, dev, _prog_id(a), "ingress")  # gone already: nothing to do
+        assert clsact.query(index, "ingress") == theirs and index in rtnl.clsact_links()
