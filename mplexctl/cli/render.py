@@ -93,7 +93,8 @@ def status_text(rows: list[InterfaceStatus]) -> str:
             out.append(f"{r.name}: {what}")
             continue
         out.append(
-            f"{r.name}: mplex program id {r.prog_id}, {r.mode} mode, generation "
+            f"{r.name}: mplex program id {r.prog_id}, {r.mode} mode"
+            f"{f' ({r.via})' if r.via else ''}, generation "
             f"{r.generation}, applied {_when(r.applied_ns)}"
         )
         for s in r.services:

@@ -49,6 +49,7 @@ class InterfaceStatus:
     generation: str | None
     applied_ns: int
     services: tuple[ServiceStatus, ...]
+    via: str = ""  # mode tc: how the program is attached (tcx | clsact); not in --json
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +142,7 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
     for link in every:
         tc = hooks[link.index].ingress
         ids[link.name] = (link, tc or link.prog_id, tc != 0)
+    vias = {index: h.ingress_via for index, h in hooks.items()}
     chosen = [v for k, v in ids.items() if (k in names if names else v[1] != 0)]
     read: dict[int, tuple[ProgramState | None, str, Any, Any, Any]] = {}
     for prog_id in dict.fromkeys(p for _, p, _ in chosen if p):
@@ -176,6 +178,7 @@ def status(names: list[str] | None = None) -> list[InterfaceStatus]:
                 prog.generation if prog else None,
                 prog.applied_ns if prog else 0,
                 services,
+                vias[link.index] if on_tc else "",
             )
         )
     return out

@@ -33,3 +33,11 @@ def test_prometheus_counts_replies_restored_only_for_a_restoring_service() -> No
     assert 'mplex_replies_restored_bytes_total{interface="veth0",service="telemetry"} 1670' in text
     plain = status_prometheus([_row(None)])
     assert "mplex_replies_restored_packets_total{" not in plain
+
+
+def test_status_text_says_how_a_tc_program_is_attached() -> None:
+    row = _row(None)
+    assert "veth0: mplex program id 42, tc mode, generation abc" in status_text([row])
+    clsact = InterfaceStatus(**{**row.__dict__, "via": "clsact"})
+    assert "veth0: mplex program id 42, tc mode (clsact), generation abc" in status_text([clsact])
+    assert "clsact" not in str(clsact.as_dict())  # --json keeps its documented keys

@@ -102,6 +102,7 @@ def test_tc_apply_noop_in_place_swap_detach(host: Host, via: str) -> None:
     assert {c["action"] for c in first["plan"]} == {"attach"} and first["compiles"] == 1
     prog = hooks(host).ingress
     assert hooks(host).ingress_via == via
+    assert f"tc mode ({via})" in host.cli("status", host.xdp).stdout
     assert prog and host.status()["mode"] == "tc" and host.status()["prog_id"] == prog
     assert route_of_tc(prog, b"601") == 5002
     again = host.apply(cfg)
