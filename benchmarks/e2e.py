@@ -21,8 +21,10 @@ THROUGHPUT = (
     Setup("b XDP_PASS generic", "pass", "generic"),
     Setup("c mplex native", "mplex", "native"),
     Setup("c mplex generic", "mplex", "generic"),
-    Setup("b TC pass (tcx)", "tcpass"),
+    Setup("b TC pass (tcx)", "tcpass", "tcx"),
     Setup("c mplex tc", "mplex", "tc"),
+    Setup("b TC pass (clsact)", "tcpass", "clsact"),
+    Setup("c mplex tc (clsact)", "mplex", "tc-clsact"),
     Setup("d nftables netdev ingress", "nft"),
 )
 FLOOD = THROUGHPUT
@@ -149,6 +151,10 @@ def run_throughput(quick: bool = False) -> PartResult:
     res.check("mplex (best mode) >= nftables", f"{best:,.0f} vs {nft:,.0f} pps", best >= nft)
     tc = pps["c mplex tc"]
     res.check("mplex tc >= 1.1 x nftables (issue 14)", f"{tc / nft:.2f}x", tc >= 1.1 * nft)
+    cls = pps["c mplex tc (clsact)"]
+    r = cls / pps["b TC pass (clsact)"]
+    res.check("mplex tc (clsact) >= 0.9 x TC pass (clsact)", f"{r:.2f}x", r >= 0.9)
+    res.check("(info) mplex tc (clsact) / nftables", f"{cls / nft:.2f}x", True)
     res.check("(info) mplex best / no program", f"{best / base:.2f}x", True)
     return res
 

@@ -20,7 +20,7 @@ NFT_TABLE = "mpxb"
 class Setup:
     name: str
     kind: str  # none | pass | tcpass | mplex | nft
-    mode: str = ""  # native | generic for XDP, tc for mplex at the TC hook
+    mode: str = ""  # native | generic for XDP; tc | tc-clsact for mplex; tcx | clsact for tcpass
 
     @property
     def direct(self) -> bool:
@@ -28,23 +28,25 @@ class Setup:
         return self.kind in ("none", "pass", "tcpass")
 
 
-# The TC floor: a trivial program at the tcx ingress hook, attached (and later detached) by a
-# short process inside the receiving netns; the attachment outlives it.
+# The TC floor: a trivial program at the TC ingress hook (tcx, or a clsact cls_bpf filter),
+# attached (and later detached) by a short process inside the receiving netns; the
+# attachment outlives it.
 TC_PASS = """
 import socket, sys
 from bcc import BPF
-from mplexctl.backend import bpfsys, tcx
-dev, up = sys.argv[1], sys.argv[2] == "up"
+from mplexctl.backend import bpfsys, tchook
+dev, up, via = sys.argv[1], sys.argv[2] == "up", sys.argv[3]
 index = socket.if_nametoindex(dev)
 if up:
     b = BPF(text="int tc_pass(struct __sk_buff *skb) { return -1; }")
-    tcx.attach(index, dev, b.load_func("tc_pass", BPF.SCHED_CLS).fd, "ingress")
+    tchook.attach(index, dev, via, b.load_func("tc_pass", BPF.SCHED_CLS).fd, "ingress")
 else:
-    for prog_id in tcx.query(index, "ingress"):
-        fd = bpfsys.prog_fd_by_id(prog_id)
+    for found in tchook.query(index, "ingress"):
+        fd = bpfsys.prog_fd_by_id(found.prog_id)
         if bpfsys.prog_info(fd).name == "tc_pass":
-            tcx.detach(index, dev, fd, "ingress")
+            tchook.detach(index, dev, found.via, fd, "ingress")
 """
+TC_ATTACH = {"tc": "tcx", "tc-clsact": "clsact"}  # Setup.mode of mplex at TC -> how attached
 
 
 def nft_rules(dev: str) -> str:
@@ -107,7 +109,15 @@ class Switcher:
             flag = "xdpdrv" if s.mode == "native" else "xdpgeneric"
             lb.ip(lb.ns_rx, "link", "set", "dev", lb.dev_rx, flag, "pinned", self.pin)
         elif s.kind == "tcpass":
-            run(lb.nsexec(lb.ns_rx, sys.executable, "-c", TC_PASS, lb.dev_rx, "up"))
+            run(lb.nsexec(lb.ns_rx, sys.executable, "-c", TC_PASS, lb.dev_rx, "up", s.mode))
+        elif s.kind == "mplex" and s.mode in TC_ATTACH:
+            from mplexctl.backend import tchook
+
+            os.environ[tchook.ENV] = TC_ATTACH[s.mode]
+            try:
+                cli("apply", "--netns", lb.ns_rx, self.cfg["tc"])
+            finally:
+                del os.environ[tchook.ENV]
         elif s.kind == "mplex":
             cli("apply", "--netns", lb.ns_rx, self.cfg[s.mode])
         elif s.kind == "nft":
@@ -119,7 +129,7 @@ class Switcher:
             flag = "xdpdrv" if s.mode == "native" else "xdpgeneric"
             lb.ip(lb.ns_rx, "link", "set", "dev", lb.dev_rx, flag, "off")
         elif s.kind == "tcpass":
-            run(lb.nsexec(lb.ns_rx, sys.executable, "-c", TC_PASS, lb.dev_rx, "down"))
+            run(lb.nsexec(lb.ns_rx, sys.executable, "-c", TC_PASS, lb.dev_rx, "down", s.mode))
         elif s.kind == "mplex":
             cli("detach", "--netns", lb.ns_rx)
         elif s.kind == "nft":
