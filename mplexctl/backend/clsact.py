@@ -7,7 +7,8 @@ filter name (FILTER_NAME), never by a fixed priority: at attach it takes the low
 priority of the hook, so it runs before the filters that tc(8) adds without one (49152,
 49151, ...), as XDP runs before TC. Every other filter, and the clsact qdisc itself, is left
 as it is; a detach removes only mplex's filter (an empty clsact qdisc stays: it costs nothing
-and may be someone else's).
+and may be someone else's). A legacy `ingress` qdisc holds clsact's place: it serves the
+ingress hook, and is refused for the reply path (it has no egress hook).
 
 A replace is one RTM_NEWTFILTER on the same priority and handle: cls_bpf swaps the program
 of that filter in place (list_replace_rcu), so every packet sees the old or the new one.
@@ -42,8 +43,24 @@ class Filter:
     name: str = ""  # the filter's name: FILTER_NAME for mplex's own
 
 
-def query(ifindex: int, direction: str) -> list[Filter]:
-    """The cls_bpf filters at a clsact hook of an interface, in order ([]: none, no clsact)."""
+def ingress_qdiscs() -> dict[int, str]:
+    """Link index -> "clsact" | "ingress": the qdisc at its ingress handle, where it has one."""
+    try:
+        return rtnl.ingress_qdiscs()
+    except OSError as exc:
+        raise HostError(f"cannot list qdiscs: {exc.strerror or exc}") from None
+
+
+LOOKUP = "lookup"  # query(): the caller does not know the interface's ingress qdisc
+
+
+def query(ifindex: int, direction: str, qdisc: str | None = LOOKUP) -> list[Filter]:
+    """The cls_bpf filters at a clsact hook of an interface, in order ([]: none). qdisc: the
+    kind of its ingress qdisc (ingress_qdiscs(); None: it has none), looked up by default."""
+    if qdisc == LOOKUP:
+        qdisc = ingress_qdiscs().get(ifindex)
+    if qdisc is None or (qdisc == "ingress" and direction == "egress"):
+        return []  # (a legacy ingress qdisc answers an egress dump with its ingress filters)
     try:
         raw = rtnl.dump_filters(ifindex, PARENTS[direction])
     except OSError as exc:
@@ -83,11 +100,21 @@ def _explain(exc: OSError, what: str, link: str) -> Exception:
     return KernelError(f"{link}: {what} failed: {exc.strerror or exc}")
 
 
-def _ensure_clsact(ifindex: int, link: str) -> None:
+def _ensure_clsact(ifindex: int, link: str, direction: str) -> None:
+    """A clsact qdisc on the interface (added when there is none). A legacy `ingress` qdisc
+    holds the same place and serves ingress filters; it has no egress hook."""
+    have = ingress_qdiscs().get(ifindex)
+    if have == "ingress" and direction == "egress":
+        raise HostError(
+            f"{link}: has a legacy ingress qdisc, which has no egress hook for the reply path; "
+            "replace it with clsact (tc qdisc del dev IFACE ingress; its filters go with it)"
+        )
+    if have is not None:  # there already (mplex's or someone else's): used as it is
+        return
     try:
         _request("add", "clsact", ifindex)
     except OSError as exc:
-        if exc.errno == errno.EEXIST:  # there already (ours or someone else's): used as is
+        if exc.errno == errno.EEXIST:  # added meanwhile by someone else
             return
         if exc.errno in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL):
             raise HostError(
@@ -117,8 +144,8 @@ def _bpf(prog_fd: int) -> dict[str, Any]:
 def attach(ifindex: int, link: str, prog_fd: int, direction: str) -> None:
     """Add a direct-action filter running prog_fd at the lowest free priority of the hook
     (the clsact qdisc is added first when the interface has none)."""
-    _ensure_clsact(ifindex, link)
-    used = {r.pref for r in rtnl.dump_filters(ifindex, PARENTS[direction])}
+    _ensure_clsact(ifindex, link, direction)
+    used = {r.pref for r in rtnl.dump_filters(ifindex, PARENTS[direction])}  # any classifier
     pref = next(p for p in range(FIRST_PREF, FIRST_PREF + len(used) + 1) if p not in used)
     what = f"attach (clsact {direction}, pref {pref})"
     try:

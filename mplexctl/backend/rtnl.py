@@ -162,17 +162,21 @@ def dump_links() -> list[RawLink]:
     return _dump((RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)), _parse_link)
 
 
-def _parse_clsact(kind: int, msg: bytes, start: int, end: int) -> int | None:
+INGRESS_QDISCS = (b"clsact", b"ingress")  # the qdiscs at TC_H_INGRESS that hold filters
+
+
+def _parse_ingress_qdisc(kind: int, msg: bytes, start: int, end: int) -> tuple[int, str] | None:
     if kind != RTM_NEWQDISC:
         return None
     _family, index, _handle, _parent, _info = TCMSG.unpack_from(msg, start)
-    attrs = _attrs(msg, start + TCMSG.size, end)
-    return index if attrs.get(TCA_KIND, b"").rstrip(b"\0") == b"clsact" else None
+    name = _attrs(msg, start + TCMSG.size, end).get(TCA_KIND, b"").rstrip(b"\0")
+    return (index, name.decode()) if name in INGRESS_QDISCS else None
 
 
-def clsact_links() -> set[int]:
-    """Indexes of the links that carry a clsact qdisc (where cls_bpf filters can be)."""
-    return set(_dump((RTM_GETQDISC, TCMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)), _parse_clsact))
+def ingress_qdiscs() -> dict[int, str]:
+    """Link index -> its clsact (or legacy ingress) qdisc: where cls_bpf filters can be."""
+    body = TCMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    return dict(_dump((RTM_GETQDISC, body), _parse_ingress_qdisc))
 
 
 def _parse_filter(kind: int, msg: bytes, start: int, end: int) -> RawFilter | None:

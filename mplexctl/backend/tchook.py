@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
-from mplexctl.backend import bpfsys, clsact, rtnl, tcx
-from mplexctl.errors import HostError, UsageError
+from mplexctl.backend import bpfsys, clsact, tcx
+from mplexctl.errors import UsageError
 
 ENV = "MPLEXCTL_TC_ATTACH"
 CHOICES = ("auto", "tcx", "clsact")
@@ -52,20 +52,12 @@ def preferred() -> str:
     return choice
 
 
-def clsact_links() -> set[int]:
-    """Indexes of the interfaces with a clsact qdisc (the only ones cls_bpf filters can be on)."""
-    try:
-        return rtnl.clsact_links()
-    except OSError as exc:
-        raise HostError(f"cannot list qdiscs: {exc.strerror or exc}") from None
-
-
-def query(ifindex: int, direction: str, with_clsact: bool = True) -> list[Attached]:
-    """Every program at one TC hook of an interface: tcx's in order, then cls_bpf filters'
-    (with_clsact False: the interface has no clsact qdisc, so no filter is looked for)."""
+def query(ifindex: int, direction: str, qdisc: str | None = clsact.LOOKUP) -> list[Attached]:
+    """Every program at one TC hook of an interface: tcx's in order, then cls_bpf filters'.
+    qdisc: its ingress qdisc's kind when known (clsact.ingress_qdiscs(); None: none, so no
+    filter is looked for)."""
     found = [Attached(i, "tcx") for i in tcx.query(ifindex, direction)] if tcx_available() else []
-    if with_clsact:
-        found += [Attached(f.prog_id, "clsact") for f in clsact.query(ifindex, direction)]
+    found += [Attached(f.prog_id, "clsact") for f in clsact.query(ifindex, direction, qdisc)]
     return found
 
 

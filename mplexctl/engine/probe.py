@@ -12,7 +12,7 @@ from types import MappingProxyType
 from mplexctl import constants as C
 from mplexctl.accel import reprobe
 from mplexctl.accel.reprobe import RouteWrites
-from mplexctl.backend import bpfsys, netlink, tchook
+from mplexctl.backend import bpfsys, clsact, netlink, tchook
 from mplexctl.backend.program import ProgramMaps, RouteDump
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import ServiceEntry
@@ -154,12 +154,12 @@ def _mplex_tc(found: list[tchook.Attached], name: str) -> tchook.Attached | None
     return None
 
 
-def tc_hooks(index: int, with_clsact: bool = True) -> TcHooks:
+def tc_hooks(index: int, qdisc: str | None = clsact.LOOKUP) -> TcHooks:
     """mplex's programs at the TC hooks of interface `index` (tcx or clsact); every other
-    program there is ignored. with_clsact False: the interface has no clsact qdisc."""
+    program there is ignored. qdisc: its ingress qdisc's kind when known (None: none)."""
     try:
-        ingress = _mplex_tc(tchook.query(index, "ingress", with_clsact), C.PROG_TC_IN)
-        egress = _mplex_tc(tchook.query(index, "egress", with_clsact), C.PROG_TC_OUT)
+        ingress = _mplex_tc(tchook.query(index, "ingress", qdisc), C.PROG_TC_IN)
+        egress = _mplex_tc(tchook.query(index, "egress", qdisc), C.PROG_TC_OUT)
     except bpfsys.BpfError:  # the interface went away meanwhile: nothing of ours there
         return TcHooks()
     return TcHooks(
@@ -171,9 +171,10 @@ def tc_hooks(index: int, with_clsact: bool = True) -> TcHooks:
 
 
 def all_tc_hooks(links: list[netlink.LinkXdp]) -> dict[int, TcHooks]:
-    """tc_hooks of every link; cls_bpf filters are looked for only where a clsact qdisc is."""
-    with_clsact = tchook.clsact_links()
-    return {link.index: tc_hooks(link.index, link.index in with_clsact) for link in links}
+    """tc_hooks of every link; cls_bpf filters are looked for only where a clsact (or
+    legacy ingress) qdisc is: one qdisc dump for all links."""
+    qdiscs = clsact.ingress_qdiscs()
+    return {link.index: tc_hooks(link.index, qdiscs.get(link.index)) for link in links}
 
 
 def _generations(

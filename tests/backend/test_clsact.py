@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mplexctl.backend import clsact, rtnl
-from mplexctl.errors import KernelError
+from mplexctl.errors import HostError, KernelError
 from tests.support.lab import Lab
 
 pytestmark = pytest.mark.kernel
@@ -70,11 +70,11 @@ def _prog_id(fd: int) -> int:
 def test_filter_reader_agrees_with_tc(lab: Lab, progs: tuple[int, int, int]) -> None:
     index, a, b = progs
     with lab.in_netns(lab.dst):
-        assert index not in rtnl.clsact_links() and clsact.query(index, "ingress") == []
+        assert index not in rtnl.ingress_qdiscs() and clsact.query(index, "ingress") == []
         clsact.attach(index, lab.dst_if, a, "ingress")
         clsact.attach(index, lab.dst_if, b, "ingress")
         clsact.attach(index, lab.dst_if, b, "egress")
-        assert index in rtnl.clsact_links()
+        assert rtnl.ingress_qdiscs()[index] == "clsact"
         for direction in ("ingress", "egress"):
             assert _ours(index, direction) == _tc_view(lab.dst_if, direction)
         assert _ours(index, "ingress") == [(1, _prog_id(a), True), (2, _prog_id(b), True)]
@@ -119,4 +119,20 @@ def test_lowest_free_pref_replace_in_place_detach_only_ours(
         clsact.detach(index, dev, _prog_id(a), "ingress")
         assert clsact.query(index, "ingress") == theirs
         clsact.detach(index, dev, _prog_id(a), "ingress")  # gone already: nothing to do
-        assert clsact.query(index, "ingress") == theirs and index in rtnl.clsact_links()
+        assert clsact.query(index, "ingress") == theirs and index in rtnl.ingress_qdiscs()
+
+
+def test_a_legacy_ingress_qdisc_serves_ingress_and_is_refused_for_egress(
+    lab: Lab, progs: tuple[int, int, int]
+) -> None:
+    index, a, _b = progs
+    with lab.in_netns(lab.dst):
+        subprocess.run(["tc", "qdisc", "add", "dev", lab.dst_if, "ingress"], check=True)
+        assert rtnl.ingress_qdiscs()[index] == "ingress"
+        clsact.attach(index, lab.dst_if, a, "ingress")
+        assert [f.prog_id for f in clsact.query(index, "ingress")] == [_prog_id(a)]
+        with pytest.raises(HostError, match="legacy ingress qdisc, which has no egress hook"):
+            clsact.attach(index, lab.dst_if, a, "egress")
+        assert clsact.query(index, "egress") == []  # nothing was attached anywhere else
+        assert [f.prog_id for f in clsact.query(index, "ingress")] == [_prog_id(a)]
+        assert rtnl.ingress_qdiscs()[index] == "ingress"

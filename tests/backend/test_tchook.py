@@ -56,8 +56,8 @@ def test_a_kernel_without_tcx_is_not_queried_for_tcx_programs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     asked = _kernel(monkeypatch, False)
-    # with_clsact False: no clsact qdisc either, so nothing more is asked of the kernel
-    assert tchook.query(7, "ingress", with_clsact=False) == []
+    # qdisc None: no clsact qdisc either, so nothing more is asked of the kernel
+    assert tchook.query(7, "ingress", qdisc=None) == []
     assert asked == [tchook.LO_INDEX]
 
 

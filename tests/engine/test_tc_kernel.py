@@ -238,3 +238,23 @@ def test_a_bad_attach_setting_changes_nothing(host: Host) -> None:
     assert r.returncode == 2 and "MPLEXCTL_TC_ATTACH='legacy'" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert hooks(host) == before
+
+
+def test_a_legacy_ingress_qdisc_carries_hook_tc_but_not_the_reply_path(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where someone keeps a legacy `ingress` qdisc (no clsact can be added beside it), the
+    TC ingress program goes in a filter there and is found again; the reply path needs an
+    egress hook, so it is refused and the previous configuration stays in force."""
+    monkeypatch.setenv(tchook.ENV, "clsact")
+    subprocess.run(["tc", "-n", host.ns, "qdisc", "add", "dev", host.xdp, "ingress"], check=True)
+    cfg = host.config(hook="tc")
+    host.apply(cfg)
+    before = hooks(host)
+    assert before.ingress and before.ingress_via == "clsact"
+    assert host.apply(cfg)["changed"] is False
+    res = host.apply(host.config(hook="tc", reply="restore"), ok=False)
+    assert res["_rc"] != 0
+    assert "legacy ingress qdisc" in res["_stderr"] and "Traceback" not in res["_stderr"]
+    assert hooks(host) == before and tc_ids(host, "egress") == []
+    assert host.apply(cfg)["changed"] is False
