@@ -136,3 +136,34 @@ def test_a_legacy_ingress_qdisc_serves_ingress_and_is_refused_for_egress(
         assert clsact.query(index, "egress") == []  # nothing was attached anywhere else
         assert [f.prog_id for f in clsact.query(index, "ingress")] == [_prog_id(a)]
         assert rtnl.ingress_qdiscs()[index] == "ingress"
+
+
+def test_a_priority_held_by_another_classifier_is_not_taken(
+    lab: Lab, progs: tuple[int, int, int]
+) -> None:
+    """Priorities held by classifiers other than bpf (u32 here; flower, matchall, ... the
+    same) are in use too: a bpf filter at such a priority is refused by the kernel (EINVAL),
+    so mplex's filter takes the next priority free of every classifier."""
+    index, a, _b = progs
+    dev = lab.dst_if
+    with lab.in_netns(lab.dst):
+        subprocess.run(["tc", "qdisc", "add", "dev", dev, "clsact"], check=True)
+        for pref in ("1", "2"):
+            subprocess.run(
+                ["tc", "filter", "add", "dev", dev, "ingress", "pref", pref, "protocol", "all"]
+                + ["u32", "match", "u32", "0", "0"],
+                check=True,
+            )
+        clsact.attach(index, dev, a, "ingress")
+        assert [(f.pref, f.name) for f in clsact.query(index, "ingress")] == [(3, "mplex")]
+        kinds = subprocess.run(
+            ["tc", "-j", "filter", "show", "dev", dev, "ingress"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert {(f["pref"], f["kind"]) for f in json.loads(kinds)} == {
+            (1, "u32"),
+            (2, "u32"),
+            (3, "bpf"),
+        }
