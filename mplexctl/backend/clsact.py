@@ -145,7 +145,7 @@ def attach(ifindex: int, link: str, prog_fd: int, direction: str) -> None:
     """Add a direct-action filter running prog_fd at the lowest free priority of the hook
     (the clsact qdisc is added first when the interface has none)."""
     _ensure_clsact(ifindex, link, direction)
-    used = {r.pref for r in rtnl.dump_filters(ifindex, PARENTS[direction])}  # any classifier
+    used = rtnl.filter_prefs(ifindex, PARENTS[direction])  # any classifier, any chain
     pref = next(p for p in range(FIRST_PREF, FIRST_PREF + len(used) + 1) if p not in used)
     what = f"attach (clsact {direction}, pref {pref})"
     try:

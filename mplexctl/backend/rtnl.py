@@ -198,3 +198,17 @@ def _parse_filter(kind: int, msg: bytes, start: int, end: int) -> RawFilter | No
 def dump_filters(index: int, parent: int) -> list[RawFilter]:
     """The cls_bpf filters under `parent` (a clsact hook) of link `index`, in order."""
     return _dump((RTM_GETTFILTER, TCMSG.pack(socket.AF_UNSPEC, index, 0, parent, 0)), _parse_filter)
+
+
+def _parse_pref(kind: int, msg: bytes, start: int, end: int) -> int | None:
+    if kind != RTM_NEWTFILTER:
+        return None
+    info = TCMSG.unpack_from(msg, start)[4]
+    return int(info >> 16)
+
+
+def filter_prefs(index: int, parent: int) -> set[int]:
+    """Every priority in use under `parent` of link `index`, by any classifier (bpf, u32,
+    flower, ...) in any chain: the kernel refuses a filter of another kind there."""
+    body = TCMSG.pack(socket.AF_UNSPEC, index, 0, parent, 0)
+    return set(_dump((RTM_GETTFILTER, body), _parse_pref))
