@@ -167,3 +167,34 @@ def test_a_priority_held_by_another_classifier_is_not_taken(
             (2, "u32"),
             (3, "bpf"),
         }
+
+
+def test_a_priority_taken_between_scan_and_add_is_skipped(
+    lab: Lab, progs: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone adds a filter at the priority mplex chose, after its scan and before its add
+    (simulated: the first scan is stale): the add is refused, mplex scans again and takes
+    the next free one; the error, when there is one, is in words, not an errno tuple."""
+    index, a, _b = progs
+    dev = lab.dst_if
+    real = rtnl.filter_prefs
+    scans: list[int] = []
+
+    def stale_first(ifindex: int, parent: int) -> set[int]:
+        scans.append(ifindex)
+        return set() if len(scans) == 1 else real(ifindex, parent)
+
+    monkeypatch.setattr(rtnl, "filter_prefs", stale_first)
+    with lab.in_netns(lab.dst):
+        subprocess.run(["tc", "qdisc", "add", "dev", dev, "clsact"], check=True)
+        subprocess.run(
+            ["tc", "filter", "add", "dev", dev, "ingress", "pref", "1", "protocol", "all"]
+            + ["u32", "match", "u32", "0", "0"],
+            check=True,
+        )
+        clsact.attach(index, dev, a, "ingress")
+        assert [(f.pref, f.name) for f in clsact.query(index, "ingress")] == [(2, "mplex")]
+        assert len(scans) == 2
+        with pytest.raises(OSError) as err:  # a filter with handle 1 there already
+            clsact._filter("add-filter", index, "ingress", 2, **clsact._bpf(a))
+        assert err.value.strerror == "File exists"
