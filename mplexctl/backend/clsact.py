@@ -19,6 +19,7 @@ looked up by the old program's id just before, and a lost race is reported (re-r
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ ETH_P_ALL = 0x0003
 FILTER_HANDLE = 1
 FIRST_PREF = 1
 FILTER_NAME = "mplex"  # TCA_BPF_NAME: what tc filter show prints
+ATTACH_TRIES = 3  # a free priority taken by someone between our scan and our add: scan again
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def _request(command: str, kind: str, ifindex: int, **kwarg: Any) -> None:
         with IPRoute() as ipr:
             ipr.tc(command, kind, ifindex, **kwarg)
     except NetlinkError as exc:
-        raise OSError(exc.code, str(exc)) from None
+        raise OSError(exc.code, os.strerror(exc.code)) from None
 
 
 def _explain(exc: OSError, what: str, link: str) -> Exception:
@@ -145,13 +147,20 @@ def attach(ifindex: int, link: str, prog_fd: int, direction: str) -> None:
     """Add a direct-action filter running prog_fd at the lowest free priority of the hook
     (the clsact qdisc is added first when the interface has none)."""
     _ensure_clsact(ifindex, link, direction)
-    used = rtnl.filter_prefs(ifindex, PARENTS[direction])  # any classifier, any chain
-    pref = next(p for p in range(FIRST_PREF, FIRST_PREF + len(used) + 1) if p not in used)
-    what = f"attach (clsact {direction}, pref {pref})"
-    try:
-        _filter("add-filter", ifindex, direction, pref, **_bpf(prog_fd))
-    except OSError as exc:
-        raise _explain(exc, what, link) from None
+    for _attempt in range(ATTACH_TRIES):
+        used = rtnl.filter_prefs(ifindex, PARENTS[direction])  # any classifier, any chain
+        pref = next(p for p in range(FIRST_PREF, FIRST_PREF + len(used) + 1) if p not in used)
+        what = f"attach (clsact {direction}, pref {pref})"
+        try:
+            _filter("add-filter", ifindex, direction, pref, **_bpf(prog_fd))
+            return
+        except OSError as exc:
+            # EEXIST (a bpf filter with our handle) or EINVAL (another classifier): someone
+            # took this priority after the scan; scan again.
+            taken = exc.errno in (errno.EEXIST, errno.EINVAL)
+            if not (taken and pref in rtnl.filter_prefs(ifindex, PARENTS[direction])):
+                raise _explain(exc, what, link) from None
+    raise KernelError(f"{link}: TC filter priorities kept being taken under us ({what}); re-run")
 
 
 def replace(ifindex: int, link: str, old_id: int, prog_fd: int, direction: str) -> None:

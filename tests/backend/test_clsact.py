@@ -61,6 +61,13 @@ def _ours(index: int, direction: str) -> list[tuple[int, int, bool]]:
     ]
 
 
+def _u32_filter(dev: str, pref: str) -> None:
+    """Someone else's u32 filter (not bpf) at a priority of the ingress hook."""
+    match = ("u32", "match", "u32", "0", "0")
+    tc = ("tc", "filter", "add", "dev", dev, "ingress", "pref", pref, "protocol", "all")
+    subprocess.run([*tc, *match], check=True)
+
+
 def _prog_id(fd: int) -> int:
     from mplexctl.backend import bpfsys
 
@@ -149,11 +156,7 @@ def test_a_priority_held_by_another_classifier_is_not_taken(
     with lab.in_netns(lab.dst):
         subprocess.run(["tc", "qdisc", "add", "dev", dev, "clsact"], check=True)
         for pref in ("1", "2"):
-            subprocess.run(
-                ["tc", "filter", "add", "dev", dev, "ingress", "pref", pref, "protocol", "all"]
-                + ["u32", "match", "u32", "0", "0"],
-                check=True,
-            )
+            _u32_filter(dev, pref)
         clsact.attach(index, dev, a, "ingress")
         assert [(f.pref, f.name) for f in clsact.query(index, "ingress")] == [(3, "mplex")]
         kinds = subprocess.run(
@@ -187,14 +190,10 @@ def test_a_priority_taken_between_scan_and_add_is_skipped(
     monkeypatch.setattr(rtnl, "filter_prefs", stale_first)
     with lab.in_netns(lab.dst):
         subprocess.run(["tc", "qdisc", "add", "dev", dev, "clsact"], check=True)
-        subprocess.run(
-            ["tc", "filter", "add", "dev", dev, "ingress", "pref", "1", "protocol", "all"]
-            + ["u32", "match", "u32", "0", "0"],
-            check=True,
-        )
+        _u32_filter(dev, "1")
         clsact.attach(index, dev, a, "ingress")
         assert [(f.pref, f.name) for f in clsact.query(index, "ingress")] == [(2, "mplex")]
-        assert len(scans) == 2
+        assert len(scans) == 3  # the stale scan, the check after the refusal, a new scan
         with pytest.raises(OSError) as err:  # a filter with handle 1 there already
             clsact._filter("add-filter", index, "ingress", 2, **clsact._bpf(a))
         assert err.value.strerror == "File exists"
