@@ -258,3 +258,23 @@ def test_a_legacy_ingress_qdisc_carries_hook_tc_but_not_the_reply_path(
     assert "legacy ingress qdisc" in res["_stderr"] and "Traceback" not in res["_stderr"]
     assert hooks(host) == before and tc_ids(host, "egress") == []
     assert host.apply(cfg)["changed"] is False
+
+
+@pytest.mark.parametrize("hook", ["tc", "xdp"])
+def test_the_reply_path_on_a_legacy_ingress_qdisc_is_refused_before_anything_changes(
+    host: Host, monkeypatch: pytest.MonkeyPatch, hook: str
+) -> None:
+    """The refusal comes before the new program is compiled and before any hook is switched
+    (not by undoing an ingress switch): a crash point after the load is never reached."""
+    monkeypatch.setenv(tchook.ENV, "clsact")
+    subprocess.run(["tc", "-n", host.ns, "qdisc", "add", "dev", host.xdp, "ingress"], check=True)
+    host.apply(host.config(hook=hook))
+    r = host.cli(
+        "apply",
+        str(host.config(hook=hook, reply="restore", more_services=MORE)),
+        env={"MPLEXCTL_FAULT_KILL_AT": "after-load"},
+    )
+    assert r.returncode not in (0, -9), (r.returncode, r.stderr)
+    assert "legacy ingress qdisc" in r.stderr and "Traceback" not in r.stderr
+    assert tc_ids(host, "egress") == []
+    assert host.apply(host.config(hook=hook))["changed"] is False
