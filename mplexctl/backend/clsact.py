@@ -102,15 +102,24 @@ def _explain(exc: OSError, what: str, link: str) -> Exception:
     return KernelError(f"{link}: {what} failed: {exc.strerror or exc}")
 
 
-def _ensure_clsact(ifindex: int, link: str, direction: str) -> None:
-    """A clsact qdisc on the interface (added when there is none). A legacy `ingress` qdisc
-    holds the same place and serves ingress filters; it has no egress hook."""
-    have = ingress_qdiscs().get(ifindex)
+def check(ifindex: int, link: str, direction: str, have: str | None = LOOKUP) -> None:
+    """Refuse a hook this interface cannot give: a legacy `ingress` qdisc holds clsact's
+    place and serves ingress filters; it has no egress hook. (Called before an apply
+    changes anything, and again at the attach.)"""
+    if have == LOOKUP:
+        have = ingress_qdiscs().get(ifindex)
     if have == "ingress" and direction == "egress":
         raise HostError(
             f"{link}: has a legacy ingress qdisc, which has no egress hook for the reply path; "
             "replace it with clsact (tc qdisc del dev IFACE ingress; its filters go with it)"
         )
+
+
+def _ensure_clsact(ifindex: int, link: str, direction: str) -> None:
+    """A clsact qdisc on the interface (added when there is none); a legacy `ingress`
+    qdisc serves the ingress hook (check())."""
+    have = ingress_qdiscs().get(ifindex)
+    check(ifindex, link, direction, have)
     if have is not None:  # there already (mplex's or someone else's): used as it is
         return
     try:

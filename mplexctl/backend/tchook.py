@@ -61,6 +61,13 @@ def query(ifindex: int, direction: str, qdisc: str | None = clsact.LOOKUP) -> li
     return found
 
 
+def check_attach(ifindex: int, link: str, direction: str) -> None:
+    """Refuse, before anything changes, a new attachment this interface cannot take the way
+    it would be made (clsact beside a legacy ingress qdisc has no egress hook)."""
+    if preferred() == "clsact":
+        clsact.check(ifindex, link, direction)
+
+
 def attach(ifindex: int, link: str, via: str, prog_fd: int, direction: str) -> None:
     """Attach prog_fd at the end of the hook, the way `via` says (tcx | clsact)."""
     if via == "tcx":

@@ -375,6 +375,9 @@ def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
     held: list[int] = []  # fds of replaced programs, kept for a rollback
     if any(ip.hook == "tc" or ip.egress for ip in installs):
         tchook.preferred()  # a bad MPLEXCTL_TC_ATTACH is refused before anything changes
+    for ip in installs:  # so is a reply path the interface cannot take (before the compile)
+        if ip.egress == "attach":
+            tchook.check_attach(live.interfaces[ip.name].index, ip.name, "egress")
     try:
         if pp is not None and pp.new:
             prog = _prepare(pp, build, live, out, stamp)
