@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mplexctl.backend import rtnl
+from mplexctl.backend.host import fault_point
 from mplexctl.errors import HostError, KernelError
 
 TC_H_CLSACT = 0xFFFFFFF1
@@ -124,6 +125,7 @@ def _ensure_clsact(ifindex: int, link: str, direction: str) -> None:
         return
     try:
         _request("add", "clsact", ifindex)
+        fault_point("after-qdisc")  # tests: killed with the qdisc there and no filter yet
     except OSError as exc:
         if exc.errno == errno.EEXIST:  # added meanwhile by someone else
             return

@@ -278,3 +278,25 @@ def test_the_reply_path_on_a_legacy_ingress_qdisc_is_refused_before_anything_cha
     assert "legacy ingress qdisc" in r.stderr and "Traceback" not in r.stderr
     assert tc_ids(host, "egress") == []
     assert host.apply(host.config(hook=hook))["changed"] is False
+
+
+def test_clsact_kill9_between_qdisc_and_filter_converges(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the clsact qdisc is added and before mplex's filter: the next apply adds
+    exactly one filter per hook (it takes the qdisc as it finds it), and detach removes every
+    filter of mplex's (the qdisc stays, as the README says)."""
+    monkeypatch.setenv(tchook.ENV, "clsact")
+    cfg = host.config(hook="tc", reply="restore")
+    r = host.cli("apply", str(cfg), env={"MPLEXCTL_FAULT_KILL_AT": "after-qdisc"})
+    assert r.returncode == -9, r.stderr
+    qdiscs = subprocess.run(
+        ["tc", "-n", host.ns, "qdisc", "show", "dev", host.xdp], check=True, capture_output=True
+    ).stdout
+    assert b"clsact" in qdiscs and tc_ids(host, "ingress") == tc_ids(host, "egress") == []
+    assert host.apply(cfg)["verified"]
+    now = hooks(host)
+    assert tc_ids(host, "ingress") == [now.ingress] and tc_ids(host, "egress") == [now.egress]
+    assert host.apply(cfg)["changed"] is False
+    assert host.cli("detach", host.xdp).returncode == 0
+    assert tc_ids(host, "ingress") == tc_ids(host, "egress") == []
