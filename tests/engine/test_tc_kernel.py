@@ -300,3 +300,27 @@ def test_clsact_kill9_between_qdisc_and_filter_converges(
     assert host.apply(cfg)["changed"] is False
     assert host.cli("detach", host.xdp).returncode == 0
     assert tc_ids(host, "ingress") == tc_ids(host, "egress") == []
+
+
+def test_detach_removes_mplex_attached_both_ways(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mplex's program at one hook twice, through clsact and through tcx (attached a second
+    time by hand, or left from a way that changed): detach leaves none of mplex's there."""
+    monkeypatch.setenv(tchook.ENV, "clsact")
+    host.apply(host.config(hook="tc"))
+    prog = hooks(host).ingress
+    with in_netns(host.ns):
+        from mplexctl.backend import tcx
+
+        fd = bpfsys.prog_fd_by_id(prog)
+        try:
+            tcx.attach(socket.if_nametoindex(host.xdp), host.xdp, fd, "ingress")
+        finally:
+            import os
+
+            os.close(fd)
+    assert tc_ids(host, "ingress") == [prog, prog]
+    r = host.cli("detach", host.xdp)
+    assert r.returncode == 0, r.stderr
+    assert tc_ids(host, "ingress") == [], host.cli("status", host.xdp).stdout
