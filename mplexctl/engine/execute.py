@@ -19,6 +19,7 @@ from mplexctl.backend.testrun import prove_in_kernel
 from mplexctl.compiler import layout
 from mplexctl.compiler.build import Build
 from mplexctl.engine.plan import InterfacePlan, Plan, ProgramPlan, ServiceOp
+from mplexctl.engine.probe import tc_hooks
 from mplexctl.engine.state import InterfaceState, LiveState
 from mplexctl.errors import HostError, KernelError
 
@@ -39,6 +40,9 @@ class Stamp:
 
     source: str = ""  # digest of the config file (and mplexctl) this generation came from
     content: str = ""  # digest of the desired services and routes
+
+
+TC_DETACH_ROUNDS = 4  # mplex's program at a TC hook: once per way, and spare rounds
 
 
 def _now_ns() -> int:
@@ -343,12 +347,7 @@ def detach_interface(live: InterfaceState) -> None:
         ("ingress", live.tc_id, live.tc_via),
         ("egress", live.egress_id, live.egress_via),
     ):
-        if prog_id:
-            fd = _prog_fd(prog_id, live.name)
-            try:
-                tchook.detach(live.index, live.name, via, fd, direction)
-            finally:
-                os.close(fd)
+        _detach_tc(live, direction, prog_id, via)
     fault_point("after-detach")
     for gen in live.generations():
         if live.index in gen.if_slots:
@@ -359,6 +358,25 @@ def detach_interface(live: InterfaceState) -> None:
                 finally:
                     pm.close()
             break
+
+
+def _detach_tc(live: InterfaceState, direction: str, prog_id: int, via: str) -> None:
+    """Detach mplex's program at one TC hook; then look again: mplex's program attached
+    there a second time the other way (tcx and clsact) goes too (never another program)."""
+    for _ in range(TC_DETACH_ROUNDS):
+        if not prog_id:
+            return
+        fd = _prog_fd(prog_id, live.name)
+        try:
+            tchook.detach(live.index, live.name, via, fd, direction)
+        finally:
+            os.close(fd)
+        again = tc_hooks(live.index)
+        prog_id, via = (
+            (again.ingress, again.ingress_via)
+            if direction == "ingress"
+            else (again.egress, again.egress_via)
+        )
 
 
 def execute(p: Plan, build: Build, live: LiveState, stamp: Stamp) -> Outcome:
