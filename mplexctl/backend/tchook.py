@@ -28,6 +28,7 @@ class Attached:
 
     prog_id: int
     via: str
+    by_mplex: bool = True  # clsact: the filter carries mplex's name (tcx has no names)
 
 
 @cache
@@ -57,7 +58,10 @@ def query(ifindex: int, direction: str, qdisc: str | None = clsact.LOOKUP) -> li
     qdisc: its ingress qdisc's kind when known (clsact.ingress_qdiscs(); None: none, so no
     filter is looked for)."""
     found = [Attached(i, "tcx") for i in tcx.query(ifindex, direction)] if tcx_available() else []
-    found += [Attached(f.prog_id, "clsact") for f in clsact.query(ifindex, direction, qdisc)]
+    found += [
+        Attached(f.prog_id, "clsact", f.name == clsact.FILTER_NAME)
+        for f in clsact.query(ifindex, direction, qdisc)
+    ]
     return found
 
 

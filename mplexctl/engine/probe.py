@@ -148,8 +148,11 @@ class TcHooks:
 
 
 def _mplex_tc(found: list[tchook.Attached], name: str) -> tchook.Attached | None:
+    """mplex's entry `name` among the programs of a hook. A cls_bpf filter counts only when
+    mplexctl made it (its name): mplex's program in someone else's filter is theirs, and
+    mplexctl could neither replace nor remove that filter."""
     for item in found:
-        if _prog_name(item.prog_id) == name:
+        if item.by_mplex and _prog_name(item.prog_id) == name:
             return item
     return None
 

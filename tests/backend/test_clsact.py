@@ -197,3 +197,32 @@ def test_a_priority_taken_between_scan_and_add_is_skipped(
         with pytest.raises(OSError) as err:  # a filter with handle 1 there already
             clsact._filter("add-filter", index, "ingress", 2, **clsact._bpf(a))
         assert err.value.strerror == "File exists"
+
+
+def test_mplex_program_in_someone_elses_filter_is_theirs(lab: Lab) -> None:
+    """The probe takes a cls_bpf filter for mplex's only when mplexctl made it (its name):
+    mplex's program in another filter is foreign (mplexctl could not replace or remove it)."""
+    from bcc import BPF
+    from pyroute2 import IPRoute
+
+    from mplexctl import constants as C
+    from mplexctl.engine.probe import tc_hooks
+
+    with lab.in_netns(lab.dst):
+        bpf = BPF(text=f"int {C.PROG_TC_IN}(struct __sk_buff *skb) {{ return -1; }}".encode())
+        try:
+            fd = bpf.load_func(C.PROG_TC_IN.encode(), BPF.SCHED_CLS).fd
+            index = socket.if_nametoindex(lab.dst_if)
+            with IPRoute() as ipr:
+                ipr.tc("add", "clsact", index)
+                ipr.tc("add-filter", "bpf", index, 1, fd=fd, name="copied", prio=5,
+                       parent=clsact.PARENTS["ingress"], direct_action=True)  # fmt: skip
+            assert [f.prog_id for f in clsact.query(index, "ingress")] == [_prog_id(fd)]
+            assert tc_hooks(index).ingress == 0
+            clsact.attach(index, lab.dst_if, fd, "ingress")
+            hooks = tc_hooks(index)
+            assert hooks.ingress == _prog_id(fd) and hooks.ingress_via == "clsact"
+            clsact.detach(index, lab.dst_if, _prog_id(fd), "ingress")
+            assert [f.name for f in clsact.query(index, "ingress")] == ["copied"]
+        finally:
+            bpf.cleanup()
