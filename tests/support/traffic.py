@@ -22,7 +22,7 @@ from tests.support.netns import in_netns, pinned
 
 PACKET_OUTGOING = 4
 MARKER = b"marker: every datagram before me was handled"
-MARKER_SETTLE = 0.25  # seconds a datagram sent before the marker may still trail it
+MARKER_SETTLE = 0.3  # seconds a datagram sent before a marker may still trail it
 _STOP = object()
 
 
@@ -233,8 +233,9 @@ _RECEIVER = textwrap.dedent(
     """
     import json, select, socket, sys, time
     ip, ports, idle = sys.argv[1], [int(p) for p in sys.argv[2].split(",")], float(sys.argv[3])
+    marker, settle = int(sys.argv[4]), float(sys.argv[5])
     socks = {}
-    for port in ports:
+    for port in [*ports, marker]:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE: past rmem_max
         s.bind((ip, port))
@@ -251,9 +252,12 @@ _RECEIVER = textwrap.dedent(
                     data = s.recv(2048)
                 except BlockingIOError:
                     break
+                last = time.time()
+                if socks[s] == marker:  # the sender's last word: wait `settle`, not `idle`
+                    idle = settle
+                    continue
                 counts[socks[s]] += 1
                 seqs.add(int.from_bytes(data[:4], "big"))
-                last = time.time()
     print(json.dumps({"counts": counts, "unique": len(seqs)}), flush=True)
     """
 )
@@ -262,6 +266,7 @@ _SENDER = textwrap.dedent(
     """
     import select, socket, sys, time
     ip, tag, limit, pps = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
+    marker = int(sys.argv[5])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     base = bytearray(b"x" * 292)
     base[20:23] = tag
@@ -274,6 +279,7 @@ _SENDER = textwrap.dedent(
         i += 1
         while time.time() - start < i / pps:
             pass
+    s.sendto(b"end", (ip, marker))  # after every datagram counted, to a port no service has
     print("sent", i, flush=True)
     """
 )
@@ -283,12 +289,28 @@ def _python_in(ns: str, code: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args]
 
 
+STREAM_MARKER_PORT = 5999  # no test service's port: the marker is passed as it is
+
+
 class Stream:
     """A steady UDP stream across the wire, counted per receiving port: receivers in the
-    host netns, a paced sender in the sender netns (each its own process)."""
+    host netns, a paced sender in the sender netns (each its own process).
+
+    The receiver stops once nothing has arrived for 1 s, or for MARKER_SETTLE after the
+    sender's closing marker datagram (sent after the last counted one, so all of them have
+    been handled by then, bar the receive path's batching)."""
 
     def __init__(self, host_ns: str, sender_ns: str, dst_ip: str, ports: list[int]) -> None:
-        argv = _python_in(host_ns, _RECEIVER, dst_ip, ",".join(map(str, ports)), "1.0")
+        assert STREAM_MARKER_PORT not in ports
+        argv = _python_in(
+            host_ns,
+            _RECEIVER,
+            dst_ip,
+            ",".join(map(str, ports)),
+            "1.0",
+            str(STREAM_MARKER_PORT),
+            str(MARKER_SETTLE),
+        )
         self.recv = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert self.recv.stdout is not None and self.recv.stdout.readline().strip() == "ready"
         self.sender_ns, self.dst_ip = sender_ns, dst_ip
@@ -296,7 +318,9 @@ class Stream:
 
     def start(self, tag: str, count: int, pps: int) -> None:
         """Send `tag` datagrams at `pps` until finish() (at most `count`)."""
-        argv = _python_in(self.sender_ns, _SENDER, self.dst_ip, tag, str(count), str(pps))
+        argv = _python_in(
+            self.sender_ns, _SENDER, self.dst_ip, tag, str(count), str(pps), str(STREAM_MARKER_PORT)
+        )
         self.send = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def finish(self) -> dict[str, object]:
