@@ -27,7 +27,6 @@ from mplexctl.backend import rtnl
 from mplexctl.backend.host import fault_point
 from mplexctl.errors import HostError, KernelError
 
-TC_H_CLSACT = 0xFFFFFFF1
 PARENTS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}  # TC_H_MAKE(CLSACT, MIN_IN/EGRESS)
 ETH_P_ALL = 0x0003
 FILTER_HANDLE = 1
