@@ -16,6 +16,7 @@ from mplexctl.backend.loader import Loaded, compile_and_load
 from mplexctl.backend.program import ProgramMaps
 from mplexctl.compiler.build import compile_config
 from mplexctl.config import parse_config
+from tests.samples import BASE
 from tests.support.frames import (
     DST4,
     DST6,
@@ -31,19 +32,8 @@ from tests.support.frames import (
 
 pytestmark = [pytest.mark.kernel, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-CONFIG = """\
-version: 1
-interfaces:
-  - {name: mpxreply0, hook: tc}
-services:
-  - name: telemetry
-    protocol: udp
-    port: 5000
-    payload_length: [{min: 290, max: 294}]
-    tag: {offset: 20, length: 3}
-    routes: {"600": 5001, "601": 5002}
-    reply: restore
-"""
+# The shared sample (routes "600" -> 5001, "601" -> 5002), at hook tc, restoring replies.
+CONFIG = BASE.replace("{name: eth0}", "{name: mpxreply0, hook: tc}") + "    reply: restore\n"
 PASS = C.TC_ACT_UNSPEC & 0xFFFFFFFF
 THIRD4, THIRD6 = "192.0.2.9", "2001:db8::9"
 
